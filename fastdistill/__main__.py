@@ -1,0 +1,3 @@
+from fastdistill.cli import main
+
+raise SystemExit(main())
