@@ -1,7 +1,7 @@
 """Build script: compiles ``fastdistill._C`` (C++ always, CUDA when a toolkit is found) with torch's extension tooling.
 
 Environment knobs:
-  FASTDISTILL_CUDA=0|1   force the CUDA sources off / on (default: on when a CUDA toolkit and a CUDA build of torch are found)
+  FASTDISTILL_CUDA=0|1   CUDA sources off / on (default: on with a CUDA toolkit and a CUDA build of torch)
   TORCH_CUDA_ARCH_LIST   GPU architectures (default when no GPU is visible: "8.0;9.0+PTX")
   FASTDISTILL_DEBUG=1    -O0 -g
 Install with ``pip install --no-build-isolation .`` so the extension is compiled against the torch you already have.
@@ -23,7 +23,7 @@ def log(msg: str) -> None:
 
 
 def find_cuda_home() -> str | None:
-    """The real toolkit root: $CUDA_HOME / $CUDA_PATH, else asked from the nvcc on PATH (which may be a wrapper script)."""
+    """The real toolkit root: $CUDA_HOME / $CUDA_PATH, else asked from the nvcc on PATH (maybe a wrapper)."""
     for var in ("CUDA_HOME", "CUDA_PATH"):
         if os.environ.get(var) and os.path.exists(os.path.join(os.environ[var], "bin", "nvcc")):
             return os.environ[var]
@@ -74,7 +74,8 @@ def extensions() -> tuple[list, dict]:
     define_macros = [("WITH_CUDA", None)] if use_cuda else []
     log(f"torch {torch.__version__}; CUDA sources {'ON' if use_cuda else 'OFF'} ({why}); "
         f"arch list {os.environ.get('TORCH_CUDA_ARCH_LIST', '-') if use_cuda else '-'}; "
-        f"{len(cpp_sources)} C++ + {len(cuda_sources) if use_cuda else 0} CUDA sources; {'debug' if debug else 'release'}")
+        f"{len(cpp_sources)} C++ + {len(cuda_sources) if use_cuda else 0} CUDA sources; "
+        f"{'debug' if debug else 'release'}")
     if use_cuda:
         ext = CUDAExtension(
             "fastdistill._C",

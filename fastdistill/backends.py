@@ -61,7 +61,9 @@ def forced_backend() -> str | None:
     return value
 
 
-def select_backend(op: str, device: torch.device | str, implemented: tuple[str, ...], explicit: str | None = None) -> str:
+def select_backend(
+    op: str, device: torch.device | str, implemented: tuple[str, ...], explicit: str | None = None
+) -> str:
     """Pick the backend for ``op`` on ``device``.
 
     ``implemented`` lists the op's backends in order of preference; the first usable one wins unless ``explicit`` or

@@ -12,7 +12,7 @@ from fastdistill.errors import FastDistillError
 
 def add_dataset_arguments(p: argparse.ArgumentParser, default: str = "digits") -> None:
     p.add_argument("--dataset", default=default, choices=sorted(DATASETS), help=f"dataset (default {default})")
-    p.add_argument("--data-root", default=None, help="where the dataset lives (IDX files, torchvision root, ImageFolder)")
+    p.add_argument("--data-root", default=None, help="dataset location (IDX files, torchvision root, ImageFolder)")
     p.add_argument("--download", action="store_true", help="let torchvision download the dataset into --data-root")
     p.add_argument("--image-size", type=int, default=None, help="resize+center-crop side for imagefolder data")
 
@@ -21,7 +21,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", default=None, help="output folder (default: a new folder under runs/)")
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same result on CPU)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="compute device")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --output, skipping finished work")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --output")
 
 
 def resolve_device(name: str) -> torch.device:

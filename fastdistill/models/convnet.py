@@ -11,7 +11,7 @@ NORMS = ("batch", "instance", "none")
 def _norm(kind: str, width: int) -> nn.Module:
     if kind == "batch":
         return nn.BatchNorm2d(width)
-    if kind == "instance":  # DC's "instancenorm": per-sample, per-channel, affine (GroupNorm with one channel per group)
+    if kind == "instance":  # DC's "instancenorm": GroupNorm with one channel per group
         return nn.GroupNorm(width, width, affine=True)
     return nn.Identity()
 

@@ -1,0 +1,74 @@
+"""An ImageFolder root with ``train/`` and ``val/`` class folders, decoded once into memory at ``image_size``."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from tqdm.auto import tqdm
+
+from fastdistill.data.base import Dataset, DatasetInfo, Split
+from fastdistill.errors import FastDistillError
+
+EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp", ".gif"}
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def list_folder(split_dir: Path) -> tuple[list[str], list[tuple[Path, int]]]:
+    """Class names (sorted folder names) and (file, label) pairs, like torchvision's ImageFolder."""
+    if not split_dir.is_dir():
+        raise FastDistillError(f"{split_dir} is not a folder; an imagefolder root needs train/ and val/ class folders")
+    classes = sorted(d.name for d in split_dir.iterdir() if d.is_dir())
+    if not classes:
+        raise FastDistillError(f"{split_dir} has no class folders; put each class's images in {split_dir}/<class>/")
+    items = [(f, i) for i, c in enumerate(classes) for f in sorted((split_dir / c).rglob("*"))
+             if f.suffix.lower() in EXTENSIONS]
+    if not items:
+        raise FastDistillError(f"no images ({', '.join(sorted(EXTENSIONS))}) found under {split_dir}")
+    return classes, items
+
+
+def load_image(path: Path, size: int) -> np.ndarray:
+    """Decode, convert to RGB, resize the shorter side to ``size`` and center-crop: uint8 [3, size, size]."""
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            w, h = im.size
+            scale = size / min(w, h)
+            im = im.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BICUBIC)
+            w, h = im.size
+            left, top = (w - size) // 2, (h - size) // 2
+            im = im.crop((left, top, left + size, top + size))
+            return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        msg = f"corrupt or unreadable image {path} ({type(exc).__name__}); remove or replace it"
+        raise FastDistillError(msg) from exc
+
+
+def _load_split(items: list[tuple[Path, int]], size: int, desc: str) -> Split:
+    images = np.empty((len(items), 3, size, size), dtype=np.uint8)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for i, arr in enumerate(tqdm(pool.map(lambda it: load_image(it[0], size), items), total=len(items),
+                                     desc=desc, leave=False)):
+            images[i] = arr
+    return Split(torch.from_numpy(images), torch.tensor([label for _, label in items]))
+
+
+def load_imagefolder(root: str | None, image_size: int | None) -> Dataset:
+    if root is None:
+        raise FastDistillError("imagefolder needs --data-root DIR containing train/ and val/ class folders")
+    base = Path(root)
+    if not base.is_dir():
+        raise FastDistillError(f"--data-root {root} does not exist")
+    size = image_size or 224
+    classes, train_items = list_folder(base / "train")
+    val_classes, val_items = list_folder(base / "val")
+    if val_classes != classes:
+        raise FastDistillError(f"train/ and val/ class folders differ ({len(classes)} vs {len(val_classes)} classes); "
+                               "make them the same set")
+    info = DatasetInfo("imagefolder", tuple(classes), 3, size, IMAGENET_MEAN, IMAGENET_STD)
+    return Dataset(info, _load_split(train_items, size, "train images"), _load_split(val_items, size, "val images"),
+                   source=str(base))
