@@ -1,0 +1,1 @@
+"""Distillation pipelines (DELT, PDD, MGD3) and the outputs they share."""

@@ -1,0 +1,118 @@
+"""The standard outputs of every pipeline.
+
+- ``images/<ccc>_<class>/<kkkk>[_<tag>].png`` (ImageFolder layout; the class-index prefix keeps label order),
+- ``distilled.pt``: ``{"images": uint8 [N,C,H,W], "labels": int64 [N], "classes": [...], "dataset": {...}, ...}``,
+- ``grid.png``: one row per class.
+The tensor file holds exactly the pixels of the saved image files (after JPEG decoding in compat mode).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.utils import make_grid
+
+from fastdistill.data.base import DatasetInfo, to_uint8
+from fastdistill.errors import FastDistillError
+from fastdistill.utils.io import atomic_path, torch_load, torch_save
+
+TENSORS = "distilled.pt"
+
+
+def class_folder(index: int, name: str) -> str:
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "class"
+    return f"{index:03d}_{safe}"
+
+
+def _encode(img: np.ndarray, fmt: str, quality: int) -> tuple[bytes, np.ndarray]:
+    """Encode one HWC/HW uint8 image; return the file bytes and the pixels a reader will decode."""
+    pil = Image.fromarray(img)
+    buf = io.BytesIO()
+    if fmt == "png":
+        pil.save(buf, format="PNG")
+        return buf.getvalue(), img
+    pil.save(buf, format="JPEG", quality=quality)
+    decoded = np.asarray(Image.open(io.BytesIO(buf.getvalue())))
+    return buf.getvalue(), decoded
+
+
+def save_distilled(run_dir: str | Path, pixels: torch.Tensor, labels: torch.Tensor, info: DatasetInfo, *,
+                   tags: list[str] | None = None, extra: dict | None = None, image_format: str = "png",
+                   jpeg_quality: int = 75, truncate: bool = False) -> dict:
+    """Write the distilled set (``pixels`` float in [0, 1], [N,C,H,W]) in every standard form; returns the tensor dict.
+
+    ``image_format="jpeg"`` with ``truncate=True`` reproduces the reference codec (``astype(uint8)`` + JPEG q75).
+    """
+    if image_format not in ("png", "jpeg"):
+        raise FastDistillError(f"image format must be png or jpeg, got {image_format}")
+    run_dir = Path(run_dir)
+    images = to_uint8(pixels.cpu(), truncate=truncate)
+    labels = labels.cpu().long()
+    stored = torch.empty_like(images)
+    tmp_dir = run_dir / ".images.tmp"
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+    counters: dict[int, int] = {}
+    ext = "png" if image_format == "png" else "jpg"
+    for i in range(images.shape[0]):
+        c = int(labels[i])
+        k = counters.get(c, 0)
+        counters[c] = k + 1
+        hwc = images[i].permute(1, 2, 0).numpy()
+        data, decoded = _encode(hwc[..., 0] if hwc.shape[2] == 1 else hwc, image_format, jpeg_quality)
+        stored[i] = torch.from_numpy(decoded.reshape(hwc.shape).copy()).permute(2, 0, 1)
+        folder = tmp_dir / class_folder(c, info.classes[c])
+        folder.mkdir(parents=True, exist_ok=True)
+        tag = f"_{tags[i]}" if tags else ""
+        (folder / f"{k:04d}{tag}.{ext}").write_bytes(data)
+    final_dir = run_dir / "images"
+    shutil.rmtree(final_dir, ignore_errors=True)
+    tmp_dir.rename(final_dir)
+    record = {"images": stored, "labels": labels, "classes": list(info.classes), "dataset": info.to_dict(),
+              **(extra or {})}
+    torch_save(run_dir / TENSORS, record)
+    save_grid(run_dir / "grid.png", stored, labels, info.num_classes)
+    return record
+
+
+def save_grid(path: str | Path, images: torch.Tensor, labels: torch.Tensor, num_classes: int,
+              max_per_class: int = 10, min_side: int = 64) -> None:
+    """A PNG grid: one row per class (up to ``max_per_class`` images), upscaled so small images stay visible."""
+    rows = []
+    per_row = min(max_per_class, max(int((labels == c).sum()) for c in range(num_classes)) or 1)
+    blank = torch.zeros_like(images[:1])
+    for c in range(num_classes):
+        sel = images[labels == c][:per_row]
+        if sel.shape[0] < per_row:
+            sel = torch.cat([sel, blank.expand(per_row - sel.shape[0], -1, -1, -1)])
+        rows.append(sel)
+    grid_in = torch.cat(rows).float() / 255
+    scale = max(1, -(-min_side // grid_in.shape[-1]))
+    if scale > 1:
+        grid_in = torch.nn.functional.interpolate(grid_in, scale_factor=scale, mode="nearest")
+    grid = make_grid(grid_in, nrow=per_row, padding=2, pad_value=1.0)
+    arr = (grid.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+    with atomic_path(path) as tmp:
+        Image.fromarray(arr).save(tmp, format="PNG")
+
+
+def load_distilled(path: str | Path) -> dict:
+    """Read ``distilled.pt`` from a run folder (or the file itself) with ``weights_only=True``."""
+    path = Path(path)
+    file = path / TENSORS if path.is_dir() else path
+    if not file.exists():
+        raise FastDistillError(f"{file} not found; pass a run folder written by a fastdistill pipeline")
+    try:
+        record = torch_load(file)
+    except Exception as exc:
+        msg = f"{file} is not a readable distilled set ({type(exc).__name__}); rerun the pipeline"
+        raise FastDistillError(msg) from exc
+    for key in ("images", "labels", "classes"):
+        if key not in record:
+            raise FastDistillError(f"{file} lacks '{key}'; it was not written by fastdistill")
+    return record

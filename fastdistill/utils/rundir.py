@@ -1,0 +1,54 @@
+"""Run folders: where a command writes its outputs, its config.json and its resumable progress."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+from fastdistill.errors import FastDistillError
+from fastdistill.utils.io import read_json, write_json
+from fastdistill.utils.provenance import provenance
+
+CONFIG = "config.json"
+
+
+def prepare_run_dir(output: str | None, command: str, resume: bool) -> Path:
+    """Create (or reopen with ``resume``) the output folder; refuse to overwrite another finished or partial run."""
+    if output is None:
+        if resume:
+            raise FastDistillError("--resume needs --output DIR naming the interrupted run")
+        path = Path("runs") / f"{command}-{time.strftime('%Y%m%d-%H%M%S')}"
+        while path.exists():
+            path = path.with_name(path.name + "-1")
+    else:
+        path = Path(output)
+    if path.exists() and any(path.iterdir()) and not resume:
+        raise FastDistillError(f"{path} already holds a run; pass --resume to continue it or choose another --output")
+    if resume and not (path / CONFIG).exists():
+        raise FastDistillError(f"--resume: {path} holds no interrupted run (no {CONFIG}); drop --resume to start one")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def args_to_dict(args: argparse.Namespace) -> dict:
+    return {k: v for k, v in vars(args).items() if not k.startswith("_")}
+
+
+def write_config(run_dir: Path, command: str, config: dict, device: torch.device, **extra: object) -> dict:
+    """Write config.json: the command, its full resolved config, seed, versions, devices and backends."""
+    record = {"command": command, "config": config, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+              **provenance(device), **extra}
+    write_json(run_dir / CONFIG, record)
+    return record
+
+
+def check_resume_config(run_dir: Path, config: dict, keys: tuple[str, ...]) -> None:
+    """On --resume, the settings that shape the result must equal those of the interrupted run."""
+    old = read_json(run_dir / CONFIG)["config"]
+    changed = [k for k in keys if old.get(k) != config.get(k)]
+    if changed:
+        detail = ", ".join(f"{k}: {old.get(k)!r} -> {config.get(k)!r}" for k in changed)
+        raise FastDistillError(f"--resume with different settings ({detail}); use the original ones or a new --output")
