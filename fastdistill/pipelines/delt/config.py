@@ -1,0 +1,82 @@
+"""DELT settings, with per-dataset presets.
+
+ImageNet-scale presets are the DELT scripts' (4000 iterations, rounds of 500, Adam lr 0.25, r_bn 0.01). The small
+built-in datasets use shorter schedules measured on a 2-core CPU (see README "DELT"); they are this package's choice,
+not the paper's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+MODES = ("fast", "compat")
+
+PRESETS: dict[str, dict[str, object]] = {
+    "digits": {"ipc": 10, "iterations": 1000, "round_iterations": 125, "lr": 0.05, "r_bn": 0.01, "crop_floor": 0.5,
+               "teacher_arch": "convnet3-bn"},
+    "fashion-mnist": {"ipc": 10, "iterations": 1000, "round_iterations": 125, "lr": 0.05, "r_bn": 0.01,
+                      "crop_floor": 0.5, "teacher_arch": "convnet3-bn"},
+    "mnist": {"ipc": 10, "iterations": 1000, "round_iterations": 125, "lr": 0.05, "r_bn": 0.01, "crop_floor": 0.5,
+              "teacher_arch": "convnet3-bn"},
+}
+_DEFAULT = {"ipc": 10, "iterations": 4000, "round_iterations": 500, "lr": 0.25, "r_bn": 0.01, "crop_floor": 0.08,
+            "teacher_arch": "resnet18-cifar"}
+
+
+@dataclass
+class DELTConfig:
+    """Everything that shapes a DELT run (stored in config.json)."""
+
+    dataset: str = "digits"
+    ipc: int = 10
+    iterations: int = 4000
+    round_iterations: int = 500
+    min_iterations: int | None = None
+    lr: float = 0.25
+    r_bn: float = 0.01
+    first_bn_multiplier: float = 10.0
+    jitter: int = 0
+    crop: str = "cosine"
+    milestone: float = 1.0
+    crop_floor: float = 0.08
+    batch_size: int = 100
+    selection: str = "medium"
+    mode: str = "fast"
+    groups_per_launch: int = 0
+    backend: str = "auto"
+    teacher_arch: str = "convnet3-bn"
+    seed: int = 0
+
+    @classmethod
+    def for_dataset(cls, dataset: str, **overrides: object) -> DELTConfig:
+        """The dataset's preset, then every override that is not None."""
+        values = {**_DEFAULT, **PRESETS.get(dataset, {}), "dataset": dataset}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+    @property
+    def resolved_min_iterations(self) -> int:
+        return self.iterations if self.min_iterations is None else self.min_iterations
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def validate(cfg: DELTConfig) -> None:
+    """Raise a one-line FastDistillError for settings that cannot run."""
+    from fastdistill.errors import FastDistillError
+
+    if cfg.mode not in MODES:
+        raise FastDistillError(f"--mode must be one of {', '.join(MODES)}, got {cfg.mode!r}")
+    if cfg.ipc < 1 or cfg.batch_size < 1 or cfg.iterations < 1 or cfg.round_iterations < 1:
+        raise FastDistillError("--ipc, --batch-size, --iterations and --round-iterations must be positive")
+    if cfg.iterations % cfg.round_iterations:
+        raise FastDistillError(f"--iterations {cfg.iterations} must be a multiple of --round-iterations "
+                               f"{cfg.round_iterations}")
+    if not cfg.round_iterations <= cfg.resolved_min_iterations <= cfg.iterations:
+        raise FastDistillError(f"--min-iterations must lie in [{cfg.round_iterations}, {cfg.iterations}]")
+    if not 0 < cfg.crop_floor <= 1:
+        raise FastDistillError(f"--crop-floor must be in (0, 1], got {cfg.crop_floor}")
+    if cfg.lr <= 0 or cfg.r_bn < 0:
+        raise FastDistillError("--lr must be positive and --r-bn non-negative")
