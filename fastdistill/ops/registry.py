@@ -8,12 +8,21 @@ from fastdistill.backends import select_backend
 
 OP_BACKENDS: dict[str, tuple[str, ...]] = {
     "assign_modes": ("cpp", "torch"),
+    "bn_stat_loss": ("triton", "torch"),
+    "subtask_adam_step": ("triton", "torch"),
 }
 
 
 def backend_for(op: str, device: torch.device | str, explicit: str | None = None) -> str:
-    """The backend ``op`` uses on ``device`` (``explicit`` or ``FASTDISTILL_BACKEND`` may force one)."""
-    return select_backend(op, device, OP_BACKENDS[op], explicit)
+    """The backend ``op`` uses on ``device`` (``explicit`` or ``FASTDISTILL_BACKEND`` may force one).
+
+    Off CUDA, Triton is never the automatic choice: the interpreter (``TRITON_INTERPRET=1``) is for tests and runs only
+    when forced.
+    """
+    implemented = OP_BACKENDS[op]
+    if torch.device(device).type != "cuda":
+        implemented = tuple(sorted(implemented, key=lambda name: name == "triton"))
+    return select_backend(op, device, implemented, explicit)
 
 
 def describe(device: torch.device | str) -> dict[str, str]:
