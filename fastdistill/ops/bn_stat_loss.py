@@ -108,8 +108,8 @@ if triton is not None:
         norm_mu = tl.sqrt(tl.sum(sq_mu, axis=0))
         norm_var = tl.sqrt(tl.sum(sq_var, axis=0))
         tl.store(LOSS + group, norm_mu + norm_var)
-        mu_factor = tl.where(norm_mu > 0, inv_count / norm_mu, 0.0)
-        var_factor = tl.where(norm_var > 0, 2.0 * inv_count / norm_var, 0.0)
+        mu_factor = tl.where(norm_mu > 0, inv_count / tl.where(norm_mu > 0, norm_mu, 1.0), 0.0)
+        var_factor = tl.where(norm_var > 0, 2.0 * inv_count / tl.where(norm_var > 0, norm_var, 1.0), 0.0)
         for c_begin in range(0, C, BLOCK_C):
             c = c_begin + tl.arange(0, BLOCK_C)
             c_mask = c < C
@@ -178,8 +178,8 @@ _INTERPRET_SPLIT = 2
 
 
 def _interpret_tile(c: int, hw: int) -> dict[str, int]:
-    return {"BLOCK_C": min(64, max(4, triton.next_power_of_2(c) // 2)),
-            "BLOCK_HW": min(64, max(16, triton.next_power_of_2(hw) // 2))}
+    return {"BLOCK_C": min(256, max(4, triton.next_power_of_2(c) // 2)),
+            "BLOCK_HW": min(256, max(16, triton.next_power_of_2(hw) // 2))}
 
 
 @functools.cache
@@ -230,8 +230,9 @@ def bn_stat_loss_forward(x: torch.Tensor, running_mean: torch.Tensor, running_va
         _bn_stat_loss_forward_kernel[grid](*args, WRITE_Y=y is not None, **tile)
     loss = torch.empty(groups, device=x.device, dtype=torch.float32)
     mean, coef_mu, coef_var = (torch.empty(groups, c, device=x.device, dtype=torch.float32) for _ in range(3))
+    block_c = 128 if _tuned(x.device) else min(256, max(16, triton.next_power_of_2(c) // 2))
     _bn_stat_loss_finalize_kernel[(groups,)](partial, running_mean, running_var, mean, coef_mu, coef_var, loss, c,
-                                             split, 1.0 / (rows_per_group * hw), BLOCK_C=128)
+                                             split, 1.0 / (rows_per_group * hw), BLOCK_C=block_c)
     return loss, mean, coef_mu, coef_var, y
 
 
