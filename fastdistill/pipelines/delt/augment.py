@@ -59,11 +59,12 @@ def crop_flip_groups(x: torch.Tensor, groups: int, boxes: list[tuple[int, ...]],
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
-def reference_crop_flip(x: torch.Tensor, image_size: int, min_scale: float) -> torch.Tensor:
+def reference_crop_flip(x: torch.Tensor, image_size: int, min_scale: float, flip: bool = True) -> torch.Tensor:
     """The reference's augmentation: torchvision RRC(scale=(min_scale, 1)) + flip on the 4-D batch (global RNG)."""
-    aug = transforms.Compose([transforms.RandomResizedCrop(image_size, scale=(min_scale, 1.0), antialias=True),
-                              transforms.RandomHorizontalFlip()])
-    return aug(x)
+    steps = [transforms.RandomResizedCrop(image_size, scale=(min_scale, 1.0), antialias=True)]
+    if flip:
+        steps.append(transforms.RandomHorizontalFlip())
+    return transforms.Compose(steps)(x)
 
 
 def jitter_groups(x: torch.Tensor, groups: int, shifts: list[tuple[int, int]]) -> torch.Tensor:

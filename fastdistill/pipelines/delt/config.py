@@ -13,11 +13,11 @@ MODES = ("fast", "compat")
 
 PRESETS: dict[str, dict[str, object]] = {
     "digits": {"ipc": 10, "iterations": 1000, "round_iterations": 125, "lr": 0.05, "r_bn": 0.01, "crop_floor": 0.5,
-               "teacher_arch": "convnet3-bn"},
+               "flip": False, "teacher_arch": "convnet3-bn"},
     "fashion-mnist": {"ipc": 10, "iterations": 1000, "round_iterations": 125, "lr": 0.05, "r_bn": 0.01,
                       "crop_floor": 0.5, "teacher_arch": "convnet3-bn"},
     "mnist": {"ipc": 10, "iterations": 1000, "round_iterations": 125, "lr": 0.05, "r_bn": 0.01, "crop_floor": 0.5,
-              "teacher_arch": "convnet3-bn"},
+              "flip": False, "teacher_arch": "convnet3-bn"},
 }
 _DEFAULT = {"ipc": 10, "iterations": 4000, "round_iterations": 500, "lr": 0.25, "r_bn": 0.01, "crop_floor": 0.08,
             "teacher_arch": "resnet18-cifar"}
@@ -39,6 +39,7 @@ class DELTConfig:
     crop: str = "cosine"
     milestone: float = 1.0
     crop_floor: float = 0.08
+    flip: bool = True
     batch_size: int = 100
     selection: str = "medium"
     mode: str = "fast"
