@@ -1,0 +1,55 @@
+"""Mode discovery: IPC modes per class in the generator's latent space (spec §1).
+
+- ``kmeans`` (default): centroids of k-means with K = IPC on the class's real latents (``fastdistill.ops.kmeans``);
+- ``gmm``: component means of a diagonal Gaussian mixture (scikit-learn), the best variant in the paper's Tab. 7;
+- ``random``: IPC random real latents of the class.
+``closest_real`` snaps every mode to its nearest real latent (``fastdistill.ops.assign_modes``). Mode k of class c
+guides exactly one sample (row (c, k)).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from fastdistill.errors import FastDistillError
+
+METHODS = ("kmeans", "gmm", "random")
+
+
+def _class_modes(points: torch.Tensor, k: int, method: str, seed: int) -> torch.Tensor:
+    if method == "kmeans":
+        from fastdistill.ops import kmeans
+
+        centroids, _ = kmeans(points, k, seed=seed)
+        return centroids.float()
+    if method == "gmm":
+        from sklearn.mixture import GaussianMixture
+
+        gmm = GaussianMixture(n_components=k, covariance_type="diag", reg_covar=1e-4, random_state=seed)
+        gmm.fit(points.double().numpy())
+        return torch.from_numpy(gmm.means_).float()
+    g = torch.Generator().manual_seed(seed)
+    return points[torch.randperm(points.shape[0], generator=g)[:k]].clone()
+
+
+def discover_modes(latents: torch.Tensor, labels: torch.Tensor, class_names: tuple[str, ...] | list[str], ipc: int,
+                   method: str = "kmeans", closest_real: bool = False, seed: int = 0) -> torch.Tensor:
+    """Modes [num_classes, ipc, *latent_shape] (fp32) from real ``latents`` [N, *latent_shape] with ``labels`` [N]."""
+    if method not in METHODS:
+        raise FastDistillError(f"--modes must be one of {', '.join(METHODS)}, got {method}")
+    shape = latents.shape[1:]
+    flat = latents.reshape(latents.shape[0], -1).float()
+    out = []
+    for c, name in enumerate(class_names):
+        points = flat[labels == c]
+        if points.shape[0] < ipc:
+            raise FastDistillError(f"--ipc {ipc} is larger than class {name!r} ({points.shape[0]} training images); "
+                                   "lower --ipc")
+        modes = _class_modes(points, ipc, method, seed + c)
+        if closest_real:
+            from fastdistill.ops import assign_modes
+
+            nearest, _ = assign_modes(modes, points)
+            modes = points[nearest]
+        out.append(modes.reshape(ipc, *shape))
+    return torch.stack(out)

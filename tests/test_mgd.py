@@ -1,0 +1,428 @@
+"""MGD3 on tiny random-init diffusers models built from config (no downloads, CPU, a few seconds each)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+diffusers = pytest.importorskip("diffusers")
+
+from fastdistill.cli import main  # noqa: E402
+from fastdistill.data import load_dataset  # noqa: E402
+from fastdistill.errors import FastDistillError  # noqa: E402
+from fastdistill.pipelines.mgd import (  # noqa: E402
+    GuidanceConfig,
+    build_tables,
+    discover_modes,
+    guided_step_count,
+    load_generator,
+    load_mapping,
+    map_classes,
+    row_noise,
+    row_seed,
+    sample,
+    sample_rows,
+    stop_index,
+)
+from fastdistill.pipelines.mgd._deps import require_diffusers  # noqa: E402
+from fastdistill.pipelines.mgd.convert import convert_state_dict  # noqa: E402
+from fastdistill.pipelines.mgd.latents import encode_cached  # noqa: E402
+from fastdistill.pipelines.mgd.models import DiTDenoiser, PixelCodec  # noqa: E402
+from fastdistill.pipelines.mgd.pixel_diffusion import PixelTrainConfig, train_pixel_diffusion  # noqa: E402
+from fastdistill.pipelines.mgd.step import cfg_combine, ddim_step, ddpm_step  # noqa: E402
+
+SCHED = {"num_train_timesteps": 1000, "beta_start": 1e-4, "beta_end": 0.02, "beta_schedule": "linear"}
+CPU = torch.device("cpu")
+
+
+def tiny_dit(seed: int = 0, in_channels: int = 4, sample_size: int = 8):
+    """Spec §5.4's tiny DiT; the output layer is scaled down so random weights give a tame sampler (|v| < 1)."""
+    torch.manual_seed(seed)
+    net = diffusers.DiTTransformer2DModel(num_attention_heads=2, attention_head_dim=8, in_channels=in_channels,
+                                          out_channels=2 * in_channels, num_layers=2, sample_size=sample_size,
+                                          patch_size=2, num_embeds_ada_norm=1000).eval()
+    with torch.no_grad():
+        net.proj_out_2.weight.mul_(0.2)
+    return net
+
+
+def tiny_vae(latent_channels: int = 4):
+    torch.manual_seed(1)
+    return diffusers.AutoencoderKL(block_out_channels=(32, 32), down_block_types=("DownEncoderBlock2D",) * 2,
+                                   up_block_types=("UpDecoderBlock2D",) * 2, layers_per_block=1,
+                                   latent_channels=latent_channels, norm_num_groups=32, sample_size=16).eval()
+
+
+@pytest.fixture(scope="module")
+def dit():
+    return DiTDenoiser(tiny_dit(), torch.float32)
+
+
+def ddpm_scheduler(steps: int):
+    s = diffusers.DDPMScheduler(**SCHED, variance_type="learned_range", clip_sample=False, timestep_spacing="linspace")
+    s.set_timesteps(steps)
+    return s
+
+
+# --- schedule and step -------------------------------------------------------------------------------------------
+
+def test_timesteps_and_stop_units_match_dit_respacing():
+    tables = build_tables(SCHED, 50, "ddpm", True, 0.1, stop_index(50, 0.5))
+    assert tables.timesteps[:3] == [999, 979, 958] and tables.timesteps[-2:] == [20, 0]
+    guided = [s.t for s in tables.steps if s.guidance]
+    assert len(guided) == 24 and guided[0] == 999 and guided[-1] == 530
+    assert tables.steps[24].t == 510 and tables.steps[24].guidance == 0
+    ddim = build_tables(SCHED, 50, "ddim", True, 0.1, 25)
+    assert ddim.timesteps[0] == 980 and ddim.timesteps[-1] == 0
+
+
+@pytest.mark.parametrize("steps", [50, 7])
+def test_guided_step_count_for_every_stop(steps):
+    for stop in range(steps + 2):
+        tables = build_tables(SCHED, steps, "ddpm", True, 0.1, stop)
+        assert tables.guided_steps == max(0, steps - 1 - stop) == guided_step_count(steps, stop)
+        # guidance is on for a prefix of the loop only
+        flags = [s.guidance != 0 for s in tables.steps]
+        assert flags == sorted(flags, reverse=True)
+    assert stop_index(steps, 1.0) == steps and guided_step_count(steps, steps) == 0
+    assert guided_step_count(steps, stop_index(steps, 0.0)) == steps - 1
+    with pytest.raises(FastDistillError, match="fraction"):
+        stop_index(steps, 1.5)
+
+
+def _learned_sigma(ac: torch.Tensor, t: int, prev: int, v: torch.Tensor) -> torch.Tensor:
+    """Spec §5.3 written independently: f·log β'_t + (1−f)·log max(β'_t (1−ᾱ_p)/(1−ᾱ_t), 1e-20)."""
+    a_t, a_p = ac[t].double(), (ac[prev].double() if prev >= 0 else torch.tensor(1.0, dtype=torch.float64))
+    beta = 1 - a_t / a_p
+    post = torch.clamp(beta * (1 - a_p) / (1 - a_t), min=1e-20)
+    f = (v.double() + 1) / 2
+    return torch.exp(0.5 * (f * torch.log(beta) + (1 - f) * torch.log(post))).float()
+
+
+def test_ddpm_step_equals_scheduler_step_plus_guidance():
+    sched = ddpm_scheduler(50)
+    tables = build_tables(SCHED, 50, "ddpm", True, 0.1, -1)
+    torch.manual_seed(0)
+    x, out, mode = torch.randn(3, 4, 8, 8), torch.randn(3, 8, 8, 8), torch.randn(3, 4, 8, 8)
+    for j in (0, 10, 30, 48, 49):
+        c = tables.steps[j]
+        ref = sched.step(out, c.t, x, generator=torch.Generator().manual_seed(j))
+        noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(j))
+        prev = int(sched.previous_timestep(c.t))
+        sigma = _learned_sigma(sched.alphas_cumprod, c.t, prev, out[:, 4:])
+        expected = ref.prev_sample + 0.1 * sigma * (mode - ref.pred_original_sample)
+        got, x0 = ddpm_step(x, out[:, :4], out[:, 4:], c, mode, noise)
+        torch.testing.assert_close(x0, ref.pred_original_sample, atol=0, rtol=0)
+        torch.testing.assert_close(got, expected, atol=1e-6, rtol=2e-5)  # |x0| reaches ~1e3 at t = 999
+        unguided, _ = ddpm_step(x, out[:, :4], out[:, 4:], build_tables(SCHED, 50, "ddpm", True, 0.0, 0).steps[j],
+                                mode, noise)
+        assert torch.equal(unguided, ref.prev_sample)
+
+
+def test_ddim_step_equals_scheduler_with_guided_epsilon():
+    sched = diffusers.DDIMScheduler(**SCHED, timestep_spacing="leading", steps_offset=0, set_alpha_to_one=True,
+                                    clip_sample=False)
+    sched.set_timesteps(50)
+    tables = build_tables(SCHED, 50, "ddim", False, 0.1, -1)
+    torch.manual_seed(1)
+    x, eps, mode = torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8)
+    for c in tables.steps[::7]:
+        a = sched.alphas_cumprod[c.t]
+        x0 = (x - (1 - a).sqrt() * eps) / a.sqrt()
+        eps_hat = eps - (1 - a).sqrt() * 0.1 * (mode - x0)
+        expected = sched.step(eps_hat, c.t, x, eta=0.0).prev_sample
+        got, _ = ddim_step(x, eps, c, mode)
+        torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-6)
+
+
+def test_cfg_on_a_subset_of_channels():
+    torch.manual_seed(2)
+    cond, uncond = torch.randn(2, 4, 4, 4), torch.randn(2, 4, 4, 4)
+    three = cfg_combine(cond, uncond, 4.0, 3)
+    assert torch.equal(three[:, 3], cond[:, 3])
+    torch.testing.assert_close(three[:, :3], uncond[:, :3] + 4.0 * (cond[:, :3] - uncond[:, :3]))
+    torch.testing.assert_close(cfg_combine(cond, uncond, 4.0, None), uncond + 4.0 * (cond - uncond))
+    assert not torch.allclose(three[:, 3], cfg_combine(cond, uncond, 4.0, None)[:, 3])
+
+
+# --- sampler -----------------------------------------------------------------------------------------------------
+
+def _reference_unguided(net, labels, steps, x_t, g, cfg_scale=4.0):
+    """The plain diffusers loop: DiT forward_with_cfg semantics (CFG on channels 0-2) + DDPMScheduler.step."""
+    sched = ddpm_scheduler(steps)
+    x = x_t.clone()
+    both = torch.cat([labels, torch.full_like(labels, 1000)])
+    with torch.no_grad():
+        for t in sched.timesteps.tolist():
+            out = net(torch.cat([x, x]), timestep=torch.full((2 * len(labels),), t), class_labels=both).sample
+            cond, uncond = out.chunk(2)
+            eps = cond[:, :4].clone()
+            eps[:, :3] = uncond[:, :3] + cfg_scale * (cond[:, :3] - uncond[:, :3])
+            x = sched.step(torch.cat([eps, cond[:, 4:]], 1), t, x, generator=g).prev_sample
+    return x
+
+
+def test_lambda_zero_is_the_unguided_sampler_bit_exactly(dit):
+    steps, labels = 6, torch.tensor([3, 217, 5])
+    g = torch.Generator().manual_seed(7)
+    x_t = torch.randn(3, 4, 8, 8, generator=g)
+    noise = torch.stack([torch.randn(3, 4, 8, 8, generator=g) for _ in range(steps - 1)] + [torch.zeros(3, 4, 8, 8)])
+    reference = _reference_unguided(dit.net, labels, steps, x_t, _replay(7, (3, 4, 8, 8)))
+    modes = torch.randn(3, 4, 8, 8)
+    for scale, stop in ((0.0, 0.5), (0.1, 1.0)):  # lambda = 0, or t_stop = T: no guided step
+        cfg = GuidanceConfig(steps=steps, guidance_scale=scale, stop_guidance=stop, cfg_channels=3)
+        got = sample(dit, cfg.tables(SCHED, True), labels, modes, x_t, noise, 4.0, 3)
+        assert torch.equal(got, reference)
+    guided = sample(dit, GuidanceConfig(steps=steps, cfg_channels=3).tables(SCHED, True), labels, modes, x_t, noise,
+                    4.0, 3)
+    assert not torch.allclose(guided, reference)
+
+
+def _replay(g_seed: int, shape: tuple[int, ...]) -> torch.Generator:
+    """A generator positioned after drawing x_T, so the scheduler's per-step draws match the pre-drawn noise."""
+    g = torch.Generator().manual_seed(g_seed)
+    torch.randn(shape, generator=g)
+    return g
+
+
+def test_batched_equals_row_by_row(dit):
+    cfg = GuidanceConfig(steps=5, cfg_channels=3)
+    labels = torch.tensor([1, 1, 2, 2, 9])
+    modes = torch.randn(5, 4, 8, 8, generator=torch.Generator().manual_seed(3))
+    seeds = [row_seed(0, c, k) for c, k in [(0, 0), (0, 1), (1, 0), (1, 1), (2, 0)]]
+    batched = sample_rows(dit, cfg, SCHED, labels, modes, seeds, batch_size=5)
+    rows = sample_rows(dit, cfg, SCHED, labels, modes, seeds, batch_size=1)
+    # same per-row noise; only GEMM blocking differs between batch 5 and batch 1 (fp32)
+    torch.testing.assert_close(batched, rows, atol=1e-4, rtol=1e-4)
+    assert len(set(seeds)) == len(seeds)
+
+
+def test_guidance_pulls_x0_toward_the_mode(dit):
+    steps = 20
+    labels = torch.tensor([0, 1, 2, 3])
+    modes = 1.5 * torch.randn(4, 4, 8, 8, generator=torch.Generator().manual_seed(4))
+    x_t, noise = row_noise([row_seed(0, i, 0) for i in range(4)], (4, 8, 8), steps)
+    stop = stop_index(steps, 0.5)
+    last_guided = guided_step_count(steps, stop) - 1
+    dist = {}
+    for scale in (0.0, 0.1):
+        seen = {}
+        cfg = GuidanceConfig(steps=steps, guidance_scale=scale, cfg_channels=3)
+        sample(dit, cfg.tables(SCHED, True), labels, modes, x_t, noise, 4.0, 3,
+               callback=lambda j, x, x0, seen=seen: seen.setdefault(j, x0.clone()))
+        dist[scale] = (seen[last_guided + 1] - modes).flatten(1).norm(dim=1)  # x0_hat at the stop step
+    assert (dist[0.1] < 0.5 * dist[0.0]).all(), (dist[0.1], dist[0.0])
+
+
+# --- mode discovery, latents, mapping ----------------------------------------------------------------------------
+
+def test_modes_random_gmm_and_closest_real():
+    torch.manual_seed(5)
+    latents = torch.cat([torch.randn(30, 1, 2, 2) + 5, torch.randn(30, 1, 2, 2) - 5])
+    labels = torch.tensor([0] * 30 + [1] * 30)
+    rnd = discover_modes(latents, labels, ("a", "b"), 3, "random", seed=0)
+    assert rnd.shape == (2, 3, 1, 2, 2)
+    flat = latents.flatten(1)
+    for c in range(2):  # random modes are real latents of the right class
+        for m in rnd[c].flatten(1):
+            assert ((flat[labels == c] - m).abs().sum(1) == 0).any()
+    gmm = discover_modes(latents, labels, ("a", "b"), 2, "gmm", seed=0)
+    assert gmm[0].mean() > 3 and gmm[1].mean() < -3
+    with pytest.raises(FastDistillError, match="larger than class 'b'"):
+        discover_modes(latents[:35], labels[:35], ("a", "b"), 6, "random")
+
+
+def test_modes_kmeans_uses_the_ops_kmeans():
+    pytest.importorskip("fastdistill.ops.kmeans")
+    torch.manual_seed(6)
+    centers = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    latents = (centers.repeat_interleave(20, 0) + 0.1 * torch.randn(60, 2)).view(60, 2, 1, 1)
+    modes = discover_modes(latents, torch.zeros(60, dtype=torch.long), ("a",), 3, "kmeans", seed=0)
+    found = modes[0].flatten(1)
+    assert torch.cdist(centers, found).min(1).values.max() < 0.2
+    snapped = discover_modes(latents, torch.zeros(60, dtype=torch.long), ("a",), 3, "kmeans", closest_real=True)
+    assert (torch.cdist(snapped[0].flatten(1), latents.flatten(1)).min(1).values == 0).all()
+
+
+def test_latent_cache_resumes_and_refuses_other_data(tmp_path):
+    images = torch.randint(0, 256, (2500, 1, 4, 4), dtype=torch.uint8)
+    codec = PixelCodec(1, 4)
+    first = encode_cached(codec, images, tmp_path, 512, CPU)
+    assert sorted(p.name for p in tmp_path.glob("chunk_*.pt")) == ["chunk_00000.pt", "chunk_00001.pt", "chunk_00002.pt"]
+    (tmp_path / "chunk_00001.pt").unlink()
+    torch.testing.assert_close(encode_cached(codec, images, tmp_path, 100, CPU), first)
+    torch.testing.assert_close(first, images.float() / 255 * 2 - 1, atol=1e-3, rtol=0)
+    with pytest.raises(FastDistillError, match="latent cache"):
+        encode_cached(codec, images.flip(0), tmp_path, 512, CPU)
+
+
+def test_shipped_mappings():
+    nette = load_mapping("imagenette")
+    assert len(nette) == 10 and nette["n01440764"] == 0 and nette["n03888257"] == 701
+    for name in ("imagewoof", "imageidc"):
+        ids = load_mapping(name)
+        assert len(set(ids.values())) == 10
+        assert [ids[w] for w in sorted(ids)] == sorted(ids.values())  # ImageNet ids follow sorted WNIDs
+    assert map_classes(["n02086240", "n13037406"], 1000, None) == [155, 993]
+
+
+def test_mapping_that_misses_a_folder_is_an_error(tmp_path):
+    with pytest.raises(FastDistillError, match="'?cats'? not covered|cats not covered"):
+        map_classes(["n01440764", "cats"], 1000, "imagenette")
+    bad = tmp_path / "map.json"
+    bad.write_text(json.dumps({"classes": {"cats": 1000}}))
+    with pytest.raises(FastDistillError, match="outside"):
+        map_classes(["cats"], 1000, str(bad))
+    with pytest.raises(FastDistillError, match="not a shipped mapping"):
+        map_classes(["cats"], 1000, str(tmp_path / "nope.json"))
+
+
+# --- real-model path: tiny local diffusers folders ---------------------------------------------------------------
+
+def _imagefolder(root: Path, classes: list[str], per_class: int = 3, size: int = 20) -> Path:
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for c in classes:
+            folder = root / split / c
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def dit_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dit")
+    tiny_dit().save_pretrained(root / "transformer")
+    tiny_vae().save_pretrained(root / "vae")
+    return root
+
+
+def test_dit_pipeline_end_to_end_from_saved_folders(dit_dir, tmp_path):
+    data_root = _imagefolder(tmp_path / "nette", ["n01440764", "n03888257"])
+    out = tmp_path / "run"
+    rc = main(["mgd", "--dataset", "imagefolder", "--data-root", str(data_root), "--diffusion", str(dit_dir),
+               "--ipc", "2", "--steps", "4", "--modes", "random", "--no-eval", "--output", str(out)])
+    assert rc == 0
+    record = torch.load(out / "distilled.pt", weights_only=True)
+    assert record["images"].shape == (4, 3, 16, 16) and record["labels"].tolist() == [0, 0, 1, 1]
+    assert record["class_ids"] == [0, 701] and record["guided_steps"] == 1
+    for c in ("000_n01440764", "001_n03888257"):
+        assert len(list((out / "images" / c).glob("*.png"))) == 2
+    config = json.loads((out / "config.json").read_text())
+    assert config["config"]["diffusion"] == str(dit_dir) and config["generator"] == "dit"
+
+
+def test_bad_generator_inputs_are_clear_errors(dit_dir, tmp_path):
+    with pytest.raises(FastDistillError, match="not a folder"):
+        load_generator(str(tmp_path / "missing"), None, CPU, torch.float32)
+    with pytest.raises(FastDistillError, match="neither"):
+        load_generator(str(tmp_path), None, CPU, torch.float32)
+    bad_vae = tmp_path / "vae3"
+    tiny_vae(latent_channels=3).save_pretrained(bad_vae)
+    with pytest.raises(FastDistillError, match="VAE/latent shape mismatch"):
+        load_generator(str(dit_dir), str(bad_vae), CPU, torch.float32)
+    with pytest.raises(FastDistillError, match="no VAE"):
+        load_generator(str(dit_dir), str(tmp_path / "novae"), CPU, torch.float32)
+    gen = load_generator(str(dit_dir), None, CPU, torch.float32)
+    digits = load_dataset("digits").info
+    with pytest.raises(FastDistillError, match="makes 3x16px images"):
+        gen.class_ids(digits, None)
+    data_root = _imagefolder(tmp_path / "cats", ["cats", "n01440764"])
+    rc = main(["mgd", "--dataset", "imagefolder", "--data-root", str(data_root), "--diffusion", str(dit_dir),
+               "--no-eval", "--output", str(tmp_path / "r2")])
+    assert rc == 2  # "cats not covered by the shipped mappings"
+
+
+def test_missing_diffusers_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "diffusers", None)
+    with pytest.raises(FastDistillError, match="pip install 'fastdistill\\[diffusion\\]'"):
+        require_diffusers()
+
+
+def _to_original_dit(sd: dict[str, torch.Tensor], depth: int) -> dict[str, torch.Tensor]:
+    """The inverse renaming (diffusers -> facebookresearch/DiT key names), for a model whose blocks share one
+    timestep/label embedder as DiT's do."""
+    emb = "transformer_blocks.0.norm1.emb."
+    out = {"pos_embed": torch.zeros(1, 16, 16), "y_embedder.embedding_table.weight":
+           sd[emb + "class_embedder.embedding_table.weight"]}
+    for p in ("weight", "bias"):
+        out[f"x_embedder.proj.{p}"] = sd[f"pos_embed.proj.{p}"]
+        out[f"t_embedder.mlp.0.{p}"] = sd[f"{emb}timestep_embedder.linear_1.{p}"]
+        out[f"t_embedder.mlp.2.{p}"] = sd[f"{emb}timestep_embedder.linear_2.{p}"]
+        out[f"final_layer.adaLN_modulation.1.{p}"] = sd[f"proj_out_1.{p}"]
+        out[f"final_layer.linear.{p}"] = sd[f"proj_out_2.{p}"]
+        for i in range(depth):
+            b = f"transformer_blocks.{i}."
+            out[f"blocks.{i}.attn.qkv.{p}"] = torch.cat([sd[f"{b}attn1.to_{n}.{p}"] for n in "qkv"])
+            out[f"blocks.{i}.attn.proj.{p}"] = sd[f"{b}attn1.to_out.0.{p}"]
+            out[f"blocks.{i}.mlp.fc1.{p}"] = sd[f"{b}ff.net.0.proj.{p}"]
+            out[f"blocks.{i}.mlp.fc2.{p}"] = sd[f"{b}ff.net.2.{p}"]
+            out[f"blocks.{i}.adaLN_modulation.1.{p}"] = sd[f"{b}norm1.linear.{p}"]
+    return out
+
+
+def test_convert_original_dit_checkpoint():
+    net = tiny_dit(seed=3)
+    net.transformer_blocks[1].norm1.emb.load_state_dict(net.transformer_blocks[0].norm1.emb.state_dict())
+    converted = convert_state_dict(_to_original_dit(net.state_dict(), 2), num_heads=2)
+    assert converted.config.num_layers == 2 and converted.config.sample_size == 8
+    assert converted.config.out_channels == 8 and converted.config.num_embeds_ada_norm == 1000
+    x, t, y = torch.randn(2, 4, 8, 8), torch.tensor([500, 20]), torch.tensor([1, 1000])
+    with torch.no_grad():
+        torch.testing.assert_close(converted(x, timestep=t, class_labels=y).sample,
+                                   net(x, timestep=t, class_labels=y).sample)
+    with pytest.raises(FastDistillError, match="not an original DiT"):
+        convert_state_dict({"foo": torch.zeros(1)})
+    with pytest.raises(FastDistillError, match="do not fit"):
+        convert_state_dict({**_to_original_dit(net.state_dict(), 2), "blocks.2.mlp.fc1.weight": torch.zeros(1)}, 2)
+
+
+# --- offline pixel path: train-diffusion + mgd -------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def pixel_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("pixel")
+    train_pixel_diffusion(load_dataset("digits"), run, PixelTrainConfig(steps=3, batch_size=8, width=8,
+                                                                        checkpoint_every=2), CPU, progress=False)
+    return run
+
+
+def test_train_diffusion_resumes_from_its_checkpoint(pixel_run, tmp_path):
+    data = load_dataset("digits")
+    small = {"batch_size": 8, "width": 8, "checkpoint_every": 2}
+    # stop after 2 of the 3 steps (inside the LR warm-up both configs share the schedule), then resume to 3
+    train_pixel_diffusion(data, tmp_path, PixelTrainConfig(steps=2, **small), CPU, progress=False)
+    meta = train_pixel_diffusion(data, tmp_path, PixelTrainConfig(steps=3, **small), CPU, progress=False)
+    full = torch.load(pixel_run / "checkpoint.pt", weights_only=True)
+    resumed = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert resumed["step"] == full["step"] == 3 and meta["kind"] == "pixel-unet"
+    assert resumed["losses"] == pytest.approx(full["losses"], rel=1e-5)
+    for k, v in full["ema"].items():
+        torch.testing.assert_close(resumed["ema"][k], v, atol=1e-6, rtol=1e-5)
+    assert (tmp_path / "unet" / "config.json").exists() and (tmp_path / "scheduler").is_dir()
+
+
+def test_pixel_mgd_end_to_end_and_resume(pixel_run, tmp_path):
+    out = tmp_path / "mgd"
+    args = ["mgd", "--dataset", "digits", "--diffusion", str(pixel_run), "--ipc", "2", "--steps", "4",
+            "--modes", "random", "--batch-size", "8", "--no-eval", "--output", str(out)]
+    assert main(args) == 0
+    record = torch.load(out / "distilled.pt", weights_only=True)
+    assert record["images"].shape == (20, 1, 8, 8) and record["images"].dtype == torch.uint8
+    assert torch.bincount(record["labels"]).tolist() == [2] * 10
+    assert [len(list(p.glob("*.png"))) for p in sorted((out / "images").iterdir())] == [2] * 10
+    assert (out / "grid.png").exists() and (out / "modes.pt").exists()
+    assert len(list((out / "samples").glob("chunk_*.pt"))) == 3
+    (out / "samples" / "chunk_00001.pt").unlink()
+    assert main(args + ["--resume"]) == 0
+    assert torch.equal(torch.load(out / "distilled.pt", weights_only=True)["images"], record["images"])
+    assert main(args[:-1] + [str(tmp_path / "x"), "--ipc", "1000"]) == 2  # IPC larger than a class
+    assert main(["mgd", "--dataset", "digits", "--diffusion", str(pixel_run), "--vae", str(pixel_run),
+                 "--no-eval", "--output", str(tmp_path / "y")]) == 2
