@@ -79,14 +79,16 @@ if triton is not None:
         tl.store(out + C, tl.sum(acc_sq, axis=1), mask=c_mask)
 
     @triton.jit
-    def _group_differences(PARTIAL, RV, group, c, c_mask, C, SPLIT, inv_count):
+    def _group_differences(PARTIAL, RV, group, c, c_mask, C, SPLIT, inv_count, BLOCK_S: tl.constexpr):
         """(mean - running_mean, var - running_var) of one group for channels c, from the split partial sums."""
         s1 = tl.zeros(c.shape, dtype=tl.float32)
         s2 = tl.zeros(c.shape, dtype=tl.float32)
-        for split in range(SPLIT):
-            part = PARTIAL + (group * SPLIT + split) * 2 * C + c
-            s1 += tl.load(part, mask=c_mask, other=0.0)
-            s2 += tl.load(part + C, mask=c_mask, other=0.0)
+        for s_begin in range(0, SPLIT, BLOCK_S):
+            split = s_begin + tl.arange(0, BLOCK_S)
+            mask = (split < SPLIT)[:, None] & c_mask[None, :]
+            part = PARTIAL + (group * SPLIT + split)[:, None] * 2 * C + c[None, :]
+            s1 += tl.sum(tl.load(part, mask=mask, other=0.0), axis=0)
+            s2 += tl.sum(tl.load(part + C, mask=mask, other=0.0), axis=0)
         d_mu = s1 * inv_count  # the sums are of x - running_mean
         var = tl.maximum(s2 * inv_count - d_mu * d_mu, 0.0)
         d_var = tl.where(c_mask, var - tl.load(RV + c, mask=c_mask, other=0.0), 0.0)
@@ -94,7 +96,8 @@ if triton is not None:
 
     @triton.jit
     def _bn_stat_loss_finalize_kernel(
-        PARTIAL, RM, RV, MEAN, COEF_MU, COEF_VAR, LOSS, C, SPLIT, inv_count, BLOCK_C: tl.constexpr,
+        PARTIAL, RM, RV, MEAN, COEF_MU, COEF_VAR, LOSS, C, SPLIT, inv_count,
+        BLOCK_S: tl.constexpr, BLOCK_C: tl.constexpr,
     ):
         """One program per group: loss, batch mean, and the backward coefficients of every channel."""
         group = tl.program_id(0)
@@ -102,7 +105,7 @@ if triton is not None:
         sq_var = tl.zeros([BLOCK_C], dtype=tl.float32)
         for c_begin in range(0, C, BLOCK_C):
             c = c_begin + tl.arange(0, BLOCK_C)
-            d_mu, d_var = _group_differences(PARTIAL, RV, group, c, c < C, C, SPLIT, inv_count)
+            d_mu, d_var = _group_differences(PARTIAL, RV, group, c, c < C, C, SPLIT, inv_count, BLOCK_S)
             sq_mu += d_mu * d_mu
             sq_var += d_var * d_var
         norm_mu = tl.sqrt(tl.sum(sq_mu, axis=0))
@@ -113,7 +116,7 @@ if triton is not None:
         for c_begin in range(0, C, BLOCK_C):
             c = c_begin + tl.arange(0, BLOCK_C)
             c_mask = c < C
-            d_mu, d_var = _group_differences(PARTIAL, RV, group, c, c_mask, C, SPLIT, inv_count)
+            d_mu, d_var = _group_differences(PARTIAL, RV, group, c, c_mask, C, SPLIT, inv_count, BLOCK_S)
             out = group * C + c
             tl.store(MEAN + out, tl.load(RM + c, mask=c_mask, other=0.0) + d_mu, mask=c_mask)
             tl.store(COEF_MU + out, d_mu * mu_factor, mask=c_mask)
@@ -210,11 +213,10 @@ def bn_stat_loss_forward(x: torch.Tensor, running_mean: torch.Tensor, running_va
     x, (stride_n, stride_c, stride_hw) = _layout(x)
     n, c, h, w = x.shape
     hw, rows_per_group = h * w, n // groups
-    if _tuned(x.device):
-        split = min(rows_per_group, max(1, triton.cdiv(8 * _num_sms(x.device), groups)))
+    if _tuned(x.device):  # >= 64K elements per split (all channels), at most ~8 splits per SM over all groups
+        rows_per_split = max(triton.cdiv(65536, c * hw), triton.cdiv(rows_per_group * groups, 8 * _num_sms(x.device)))
     else:
-        split = min(rows_per_group, _INTERPRET_SPLIT)
-    rows_per_split = triton.cdiv(rows_per_group, split)
+        rows_per_split = triton.cdiv(rows_per_group, _INTERPRET_SPLIT)
     split = triton.cdiv(rows_per_group, rows_per_split)
     partial = torch.empty(groups * split, 2, c, device=x.device, dtype=torch.float32)
     y = torch.empty_like(x) if bn_params is not None else None
@@ -230,9 +232,15 @@ def bn_stat_loss_forward(x: torch.Tensor, running_mean: torch.Tensor, running_va
         _bn_stat_loss_forward_kernel[grid](*args, WRITE_Y=y is not None, **tile)
     loss = torch.empty(groups, device=x.device, dtype=torch.float32)
     mean, coef_mu, coef_var = (torch.empty(groups, c, device=x.device, dtype=torch.float32) for _ in range(3))
-    block_c = 128 if _tuned(x.device) else min(256, max(16, triton.next_power_of_2(c) // 2))
+    if _tuned(x.device):  # [BLOCK_S, BLOCK_C] tiles of partial sums, about 4K values each
+        block_s = min(64, triton.next_power_of_2(split))
+        block_c = min(max(16, 4096 // block_s), triton.next_power_of_2(c))
+    else:  # two split blocks and two channel blocks where the shape allows
+        block_s = max(1, triton.next_power_of_2(split) // 2)
+        block_c = min(256, max(16, triton.next_power_of_2(c) // 2))
     _bn_stat_loss_finalize_kernel[(groups,)](partial, running_mean, running_var, mean, coef_mu, coef_var, loss, c,
-                                             split, 1.0 / (rows_per_group * hw), BLOCK_C=block_c)
+                                             split, 1.0 / (rows_per_group * hw), BLOCK_S=block_s, BLOCK_C=block_c,
+                                             num_warps=8)
     return loss, mean, coef_mu, coef_var, y
 
 

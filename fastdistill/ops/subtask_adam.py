@@ -11,7 +11,8 @@ different classes or batches) in one tensor. ``subtask_adam_step`` updates all o
 Rows with ``active`` false are not read or written (param and both moments keep their exact bits). The arithmetic is
 torch.optim.Adam's (lerp for m, bias corrections as in its single-tensor path).
 
-Backends: Triton (CUDA; CPU under ``TRITON_INTERPRET=1`` when forced) and torch (vectorised over rows; the CPU default).
+Backends: Triton (CUDA; CPU under ``TRITON_INTERPRET=1`` when forced) and torch (vectorised over rows; the CPU default;
+on CUDA it synchronises once to find the active rows).
 """
 
 from __future__ import annotations
@@ -92,19 +93,22 @@ def subtask_adam_step_triton(param, grad, exp_avg, exp_avg_sq, step, lr, active,
 
 
 def subtask_adam_step_torch(param, grad, exp_avg, exp_avg_sq, step, lr, active, lo, hi, beta1, beta2, eps) -> None:
-    """Torch implementation: the same arithmetic on all rows at once, written back to the active rows only."""
-    rows = (-1, 1, 1, 1)
-    steps = step.to(torch.float64)
-    step_size = (lr.to(torch.float64) / (1 - torch.pow(beta1, steps))).to(torch.float32).view(rows)
-    bias_correction2_sqrt = (1 - torch.pow(beta2, steps)).sqrt().to(torch.float32).view(rows)
-    m = torch.lerp(exp_avg, grad, 1 - beta1)
-    v = (exp_avg_sq * beta2).addcmul_(grad, grad, value=1 - beta2)
-    p = param - (step_size * m) / (v.sqrt() / bias_correction2_sqrt + eps)
-    p = torch.clamp(p, lo.view(1, -1, 1, 1), hi.view(1, -1, 1, 1))
-    keep = active.view(rows)
-    exp_avg.copy_(torch.where(keep, m, exp_avg))
-    exp_avg_sq.copy_(torch.where(keep, v, exp_avg_sq))
-    param.copy_(torch.where(keep, p, param))
+    """Torch implementation: torch.optim.Adam's in-place arithmetic on the active rows (gathered unless all active)."""
+    rows = torch.nonzero(active).squeeze(1)
+    if rows.numel() == 0:
+        return
+    every_row = rows.numel() == param.shape[0]
+    p, g, m, v = (t if every_row else t.index_select(0, rows) for t in (param, grad, exp_avg, exp_avg_sq))
+    steps = step[rows].to(torch.float64)
+    neg_step_size = (-lr[rows].to(torch.float64) / (1 - torch.pow(beta1, steps))).to(torch.float32).view(-1, 1, 1, 1)
+    bias_correction2_sqrt = (1 - torch.pow(beta2, steps)).sqrt().to(torch.float32).view(-1, 1, 1, 1)
+    m.lerp_(g, 1 - beta1)
+    v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+    p.add_((m * neg_step_size).div_(v.sqrt().div_(bias_correction2_sqrt).add_(eps)))
+    p.clamp_(lo.view(1, -1, 1, 1), hi.view(1, -1, 1, 1))
+    if not every_row:
+        for full, part in ((param, p), (exp_avg, m), (exp_avg_sq, v)):
+            full.index_copy_(0, rows, part)
 
 
 _IMPLS = {"triton": subtask_adam_step_triton, "torch": subtask_adam_step_torch}
