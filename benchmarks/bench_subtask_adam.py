@@ -16,10 +16,10 @@ from fastdistill.ops import subtask_adam_step
 from fastdistill.ops.reference import reference_image_update
 
 SETTINGS = {  # name: (batches, images per batch, image size)
-    "1x100@32": (1, 100, 32),
-    "1x100@64": (1, 100, 64),
-    "1x100@224": (1, 100, 224),
-    "16x100@32": (16, 100, 32),
+    "1x100-32px": (1, 100, 32),
+    "1x100-64px": (1, 100, 64),
+    "1x100-224px": (1, 100, 224),
+    "16x100-32px": (16, 100, 32),
 }
 ACTIVE_PER_BATCH = 52  # EarlyLate round 3 of 8 at IPC 50 (2 classes x 26 images)
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
