@@ -423,7 +423,13 @@ def test_pixel_mgd_end_to_end_and_resume(pixel_run, tmp_path):
     (out / "samples" / "chunk_00001.pt").unlink()
     assert main(args + ["--resume"]) == 0
     assert torch.equal(torch.load(out / "distilled.pt", weights_only=True)["images"], record["images"])
+    off = tmp_path / "off"
+    assert main(args[:-1] + [str(off), "--guidance-scale", "0"]) == 0
+    unguided = torch.load(off / "distilled.pt", weights_only=True)
+    assert unguided["guided_steps"] == 0 and record["guided_steps"] == 1 and not (off / "modes.pt").exists()
+    assert not torch.equal(unguided["images"], record["images"])
     assert main(args[:-1] + [str(tmp_path / "x"), "--ipc", "1000"]) == 2  # IPC larger than a class
+    assert main(args[:-1] + [str(tmp_path / "z"), "--ipc", "1000", "--guidance-scale", "0"]) == 2
     assert main(["mgd", "--dataset", "digits", "--diffusion", str(pixel_run), "--vae", str(pixel_run),
                  "--no-eval", "--output", str(tmp_path / "y")]) == 2
 

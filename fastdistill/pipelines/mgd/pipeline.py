@@ -13,6 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from fastdistill.data.base import Dataset, to_float, to_uint8
+from fastdistill.errors import FastDistillError
 from fastdistill.pipelines.mgd.latents import encode_cached
 from fastdistill.pipelines.mgd.loading import Generator
 from fastdistill.pipelines.mgd.modes import discover_modes
@@ -41,28 +42,40 @@ def _decode(codec, latents: torch.Tensor, device: torch.device) -> torch.Tensor:
     return to_uint8(torch.cat(out))
 
 
+def _modes(data: Dataset, gen: Generator, cfg: MGDConfig, run_dir: Path, device: torch.device,
+           progress: bool) -> torch.Tensor:
+    """Modes [classes, ipc, *latent] from the cached real latents (``run_dir/modes.pt`` once computed)."""
+    modes_file = run_dir / "modes.pt"
+    if modes_file.exists():
+        return torch_load(modes_file)
+    cache = Path(cfg.latent_cache) if cfg.latent_cache else run_dir / "latents"
+    latents = encode_cached(gen.codec, data.train.images, cache, cfg.batch_size, device, progress)
+    modes = discover_modes(latents, data.train.labels, data.info.classes, cfg.ipc, cfg.modes, cfg.closest_real,
+                           cfg.seed)
+    torch_save(modes_file, modes)
+    return modes
+
+
 def run_mgd(data: Dataset, gen: Generator, cfg: MGDConfig, run_dir: Path, device: torch.device,
             progress: bool = True) -> dict:
-    """Generate the distilled set into ``run_dir``; returns the tensor record written to ``distilled.pt``."""
+    """Generate the distilled set into ``run_dir``; returns the tensor record written to ``distilled.pt``.
+
+    With ``guidance_scale == 0`` no modes are needed (plain class-conditional sampling with the same per-row noise).
+    """
     info = data.info
     class_ids = gen.class_ids(info, cfg.class_map)
+    small = [(n, int(k)) for n, k in zip(info.classes, data.train.counts(info.num_classes), strict=True) if k < cfg.ipc]
+    if small:
+        raise FastDistillError(f"--ipc {cfg.ipc} is larger than class {small[0][0]!r} ({small[0][1]} training images); "
+                               "lower --ipc")
     guidance = cfg.guidance
     if guidance.cfg_channels is None and gen.default_cfg_channels is not None:
         guidance = GuidanceConfig(**{**asdict(guidance), "cfg_channels": gen.default_cfg_channels})
-    cache = Path(cfg.latent_cache) if cfg.latent_cache else run_dir / "latents"
-    modes_file = run_dir / "modes.pt"
-    if modes_file.exists():
-        modes = torch_load(modes_file)
-    else:
-        latents = encode_cached(gen.codec, data.train.images, cache, cfg.batch_size, device, progress)
-        modes = discover_modes(latents, data.train.labels, info.classes, cfg.ipc, cfg.modes, cfg.closest_real,
-                               cfg.seed)
-        torch_save(modes_file, modes)
-
+    modes = None if guidance.guidance_scale == 0 else _modes(data, gen, cfg, run_dir, device, progress)
     rows = [(c, k) for c in range(info.num_classes) for k in range(cfg.ipc)]
     labels = torch.tensor([c for c, _ in rows])
     gen_labels = torch.tensor([class_ids[c] for c, _ in rows])
-    flat_modes = modes.reshape(-1, *modes.shape[2:])
+    flat_modes = None if modes is None else modes.reshape(-1, *modes.shape[2:])
     seeds = [row_seed(cfg.seed, c, k) for c, k in rows]
     samples_dir = run_dir / "samples"
     samples_dir.mkdir(exist_ok=True)
@@ -73,7 +86,8 @@ def run_mgd(data: Dataset, gen: Generator, cfg: MGDConfig, run_dir: Path, device
         if not file.exists():
             stop = start + cfg.batch_size
             latents = sample_rows(gen.denoiser, guidance, gen.scheduler_config, gen_labels[start:stop],
-                                  flat_modes[start:stop], seeds[start:stop], cfg.batch_size, progress)
+                                  None if flat_modes is None else flat_modes[start:stop], seeds[start:stop],
+                                  cfg.batch_size, progress)
             torch_save(file, _decode(gen.codec, latents, device))
         chunks.append(torch_load(file))
     images = torch.cat(chunks)
