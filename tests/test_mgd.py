@@ -319,6 +319,23 @@ def test_dit_pipeline_end_to_end_from_saved_folders(dit_dir, tmp_path):
     assert config["config"]["diffusion"] == str(dit_dir) and config["generator"] == "dit"
 
 
+def test_hub_layout_dit_pipeline_folder_loads(tmp_path):
+    """facebook/DiT-XL-2-256's layout: transformer/ saved as Transformer2DModel, vae/, a DDIM scheduler/ config."""
+    torch.manual_seed(0)
+    diffusers.Transformer2DModel(num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=8,
+                                 num_layers=2, sample_size=8, patch_size=2, num_embeds_ada_norm=1000,
+                                 norm_type="ada_norm_zero", norm_elementwise_affine=False,
+                                 activation_fn="gelu-approximate", attention_bias=True).save_pretrained(
+        tmp_path / "transformer")
+    tiny_vae().save_pretrained(tmp_path / "vae")
+    diffusers.DDIMScheduler(**{**SCHED, "beta_end": 0.03}).save_pretrained(tmp_path / "scheduler")
+    gen = load_generator(str(tmp_path), None, CPU, torch.float32)
+    assert gen.kind == "dit" and gen.image_size == 16 and gen.default_cfg_channels == 3
+    assert gen.denoiser.learned_sigma and gen.denoiser.null_label == 1000
+    assert gen.scheduler_config == {**SCHED, "beta_end": 0.03}  # betas read; sampler rebuilt as DDPM learned-range
+    assert build_tables(gen.scheduler_config, 50, "ddpm", True, 0.1, 25).variance == "learned_range"
+
+
 def test_bad_generator_inputs_are_clear_errors(dit_dir, tmp_path):
     with pytest.raises(FastDistillError, match="not a folder"):
         load_generator(str(tmp_path / "missing"), None, CPU, torch.float32)
