@@ -1,0 +1,168 @@
+"""Networks as flat parameter vectors, and many of them trained at once.
+
+:class:`FlatModel` runs a module from one flat parameter vector through ``torch.func.functional_call`` (MTT's
+``ReparamModule`` without a wrapper class). :func:`train_networks` trains a stack of K such vectors with SGD, one
+``vmap``-ed step per minibatch on CUDA: the expert buffer, the transition networks of PDD+MTT and the conditioned
+network pools of PDD+DM/DC/DSA all go through it instead of a Python loop over networks. On the CPU, vmap's batched
+convolutions and group norm are slower than a loop (measured: ~3x for ConvNet-1 at 8x8), so the CPU path loops over
+the networks with exactly the same draws (shuffles, DSA parameters); both paths give the same result.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, grad_and_value, vmap
+
+from fastdistill.errors import FastDistillError
+from fastdistill.eval.augment import DSAConfig, apply_dsa, sample_dsa_params
+
+
+class _Features(nn.Module):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.features(x)
+
+
+class FlatModel:
+    """A classifier evaluated from a flat parameter vector ``[P]`` (parameters in ``named_parameters`` order)."""
+
+    def __init__(self, model: nn.Module):
+        if any(True for _ in model.buffers()):
+            raise FastDistillError("matching networks must not keep running statistics (batch norm); use convnet3 "
+                                   "(instance norm) or convnet3-none")
+        self.model = model.requires_grad_(False)
+        self._features = _Features(model)
+        named = list(model.named_parameters())
+        self.names = [n for n, _ in named]
+        self.shapes = [p.shape for _, p in named]
+        self.numels = [p.numel() for _, p in named]
+        self.numel = sum(self.numels)
+
+    def flatten(self) -> torch.Tensor:
+        """The template module's current parameters as one vector."""
+        return torch.cat([p.detach().reshape(-1) for p in self.model.parameters()])
+
+    def unflatten(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {n: t.view(s) for n, t, s in zip(self.names, flat.split(self.numels), self.shapes, strict=True)}
+
+    def logits(self, flat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return functional_call(self.model, self.unflatten(flat), (x,))
+
+    def features(self, flat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The embedding before the classifier (``model.features``)."""
+        params = {f"model.{k}": v for k, v in self.unflatten(flat).items()}
+        return functional_call(self._features, params, (x,))
+
+    def weight_names(self) -> list[str]:
+        """Parameters with more than one dimension (conv and linear weights): the ones gradient matching compares."""
+        return [n for n, s in zip(self.names, self.shapes, strict=True) if len(s) > 1]
+
+    def random_init(self, generator: torch.Generator) -> torch.Tensor:
+        """A fresh default (PyTorch) initialisation, seeded from ``generator``; the global RNG is left untouched."""
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
+        device = next(self.model.parameters()).device
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            for module in self.model.modules():
+                if hasattr(module, "reset_parameters"):
+                    module.reset_parameters()
+        return self.flatten()
+
+    def random_inits(self, k: int, generator: torch.Generator) -> torch.Tensor:
+        return torch.stack([self.random_init(generator) for _ in range(k)])
+
+
+def batched_by_default(device: torch.device) -> bool:
+    """vmap over networks / classes on CUDA, a Python loop on the CPU (see the module docstring)."""
+    return device.type == "cuda"
+
+
+def sgd_update(p: torch.Tensor, g: torch.Tensor, buf: torch.Tensor | None, lr: float, momentum: float,
+               weight_decay: float) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One ``torch.optim.SGD`` step (weight decay added to the gradient, then momentum) on stacked vectors."""
+    if weight_decay:
+        g = g + weight_decay * p
+    if momentum:
+        buf = g if buf is None else momentum * buf + g
+        g = buf
+    return p - lr * g, buf
+
+
+def train_networks(fm: FlatModel, flats: torch.Tensor, x: torch.Tensor, y: torch.Tensor, epochs: int, *,
+                   lr: float, generator: torch.Generator, momentum: float = 0.0, weight_decay: float = 0.0,
+                   batch_size: int = 256, dsa: DSAConfig | None = None, halve_at: bool = False,
+                   record: bool = False, chunk: int | None = None,
+                   on_epoch: Callable[[int], None] | None = None, batched: bool | None = None) -> torch.Tensor:
+    """Train K networks ``flats [K, P]`` on ``(x, y)`` for ``epochs`` epochs, every network on its own shuffle and its
+    own per-sample DSA draws, one vmapped step per minibatch.
+
+    ``halve_at`` multiplies the LR by 0.1 from epoch ``epochs // 2`` (the DC evaluation schedule). Returns the final
+    parameters ``[K, P]``, or with ``record`` the trajectory ``[K, epochs + 1, P]`` (start and after every epoch,
+    on the CPU). ``chunk`` bounds how many networks train at once (memory: activations of ``chunk x batch`` images);
+    ``on_epoch(k)`` is called after every epoch of a chunk of ``k`` networks. ``batched`` picks vmap (default on CUDA)
+    or a loop over networks (default on the CPU); both use the same random draws.
+    """
+    batched = batched_by_default(flats.device) if batched is None else batched
+    k_total = flats.shape[0]
+    chunk = chunk or k_total
+    outs = []
+    for start in range(0, k_total, chunk):
+        outs.append(_train_chunk(fm, flats[start:start + chunk], x, y, epochs, lr, generator, momentum,
+                                 weight_decay, batch_size, dsa, halve_at, record, on_epoch, batched))
+    return torch.cat(outs)
+
+
+def _train_chunk(fm: FlatModel, flats: torch.Tensor, x: torch.Tensor, y: torch.Tensor, epochs: int, lr: float,
+                 generator: torch.Generator, momentum: float, weight_decay: float, batch_size: int,
+                 dsa: DSAConfig | None, halve_at: bool, record: bool,
+                 on_epoch: Callable[[int], None] | None, batched: bool) -> torch.Tensor:
+    def loss(flat: torch.Tensor, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(fm.logits(flat, xb), yb)
+
+    one = grad_and_value(loss)
+    many = vmap(one)
+
+    def step(p: torch.Tensor, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        if batched:
+            return many(p, xb, yb)[0]
+        return torch.stack([one(p[i], xb[i], yb[i])[0] for i in range(p.shape[0])])
+    k, n = flats.shape[0], x.shape[0]
+    num_batches = math.ceil(n / min(batch_size, n))
+    p, buf = flats.detach().clone(), None
+    trajectory = [p.cpu()] if record else []
+    for epoch in range(epochs):
+        rate = lr * (0.1 if halve_at and epoch >= epochs // 2 else 1.0)
+        perm = torch.rand(k, n, generator=generator, device=generator.device).argsort(1)
+        for idx in torch.tensor_split(perm, num_batches, dim=1):
+            xb, yb = x[idx], y[idx]  # [K, b, ...]
+            if dsa is not None:
+                flat_b = xb.flatten(0, 1)
+                params = sample_dsa_params(flat_b.shape[0], flat_b.shape[-2:], generator=generator, config=dsa)
+                xb = apply_dsa(flat_b, params).view_as(xb)
+            g = step(p, xb, yb)
+            p, buf = sgd_update(p, g, buf, rate, momentum, weight_decay)
+        if record:
+            trajectory.append(p.cpu())
+        if on_epoch is not None:
+            on_epoch(k)
+    return torch.stack(trajectory, 1) if record else p
+
+
+@torch.no_grad()
+def stacked_accuracy(fm: FlatModel, flats: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+                     batch_size: int = 1024) -> torch.Tensor:
+    """Top-1 accuracy (percent) of each of K networks on ``(x, y)``: ``[K]``."""
+    logits = vmap(fm.logits, in_dims=(0, None))
+    correct = torch.zeros(flats.shape[0], device=flats.device)
+    for start in range(0, x.shape[0], batch_size):
+        out = logits(flats, x[start:start + batch_size])
+        correct += (out.argmax(-1) == y[start:start + batch_size]).sum(-1)
+    return 100.0 * correct / x.shape[0]
