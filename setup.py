@@ -70,7 +70,7 @@ def extensions() -> tuple[list, dict]:
         os.environ["TORCH_CUDA_ARCH_LIST"] = "8.0;9.0+PTX"
     debug = os.environ.get("FASTDISTILL_DEBUG") == "1"
     opt = ["-O0", "-g"] if debug else ["-O3"]
-    cxx = opt + ["-fopenmp", "-std=c++17"]
+    cxx = opt + ["-fopenmp"]  # no -std: torch adds the standard its headers need (C++17 or C++20 by version)
     define_macros = [("WITH_CUDA", None)] if use_cuda else []
     log(f"torch {torch.__version__}; CUDA sources {'ON' if use_cuda else 'OFF'} ({why}); "
         f"arch list {os.environ.get('TORCH_CUDA_ARCH_LIST', '-') if use_cuda else '-'}; "

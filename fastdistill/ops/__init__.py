@@ -1,14 +1,18 @@
 """Public ops: fused kernels with pure-PyTorch fallbacks (see fastdistill.ops.registry for the backend of each op)."""
 
+from fastdistill.ops.assign_modes import assign_modes
 from fastdistill.ops.bn_stat_loss import bn_stat_loss
+from fastdistill.ops.kmeans import kmeans
 from fastdistill.ops.stat_batchnorm import BNStatMatching, StatBatchNorm2d, bn_stat_matching, stat_batch_norm
 from fastdistill.ops.subtask_adam import subtask_adam_step
 
 __all__ = [
     "BNStatMatching",
     "StatBatchNorm2d",
+    "assign_modes",
     "bn_stat_loss",
     "bn_stat_matching",
+    "kmeans",
     "stat_batch_norm",
     "subtask_adam_step",
 ]

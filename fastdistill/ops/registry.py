@@ -8,6 +8,7 @@ from fastdistill.backends import select_backend
 
 OP_BACKENDS: dict[str, tuple[str, ...]] = {
     "assign_modes": ("cpp", "torch"),
+    "kmeans": ("cpp", "torch"),
     "bn_stat_loss": ("triton", "torch"),
     "subtask_adam_step": ("triton", "torch"),
 }

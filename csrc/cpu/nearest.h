@@ -1,0 +1,25 @@
+// CPU nearest-centroid engine shared by assign_modes and kmeans_step.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <optional>
+
+namespace fastdistill::cpu {
+
+// For every point, the nearest centroid of its group (squared Euclidean) and that squared distance.
+//
+// Scores ||c||^2 - 2 x.c are computed in blocks with fp32 accumulation and the argmin fused (no N x K matrix). When
+// the best and second-best scores are closer than the scores' rounding-error bound, every centroid within that bound
+// is re-scored with the float64 sum of (x - c)^2 and the smallest wins, ties going to the lowest index. The returned
+// distance is always that float64 sum (rounded to float32).
+//
+// If `sums` is given ([G, K, D] float64, zero-filled) every point is also added to its centroid's row, in a fixed
+// order that does not depend on the number of threads.
+void nearest_centroids(const at::Tensor& points, const at::Tensor& centroids, const std::optional<at::Tensor>& groups,
+                       at::Tensor& index, at::Tensor& dist, at::Tensor* sums);
+
+// Name of the instruction set the CPU kernels will use on this machine ("avx512", "avx2" or "generic").
+const char* best_isa();
+
+}  // namespace fastdistill::cpu

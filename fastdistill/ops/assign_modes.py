@@ -1,0 +1,188 @@
+"""``assign_modes``: nearest centroid by squared Euclidean distance, for all classes (groups) in one call.
+
+Backends: ``cpp`` (``fastdistill._C``: blocked fp32 distance with the argmin fused, on CPU or CUDA) and ``torch`` (a
+per-group matmul fallback, used when the extension is missing). Both return the same result:
+
+- Candidates are ranked by the score ``||c||^2 - 2 x.c`` computed in fp32. Wherever the best and second-best scores are
+  closer than the score's rounding-error bound, the centroids within that bound are re-ranked by the float64 sum of
+  ``(x - c)^2``. So the answer is the nearest centroid under float64 arithmetic, not under the cancellation-prone
+  expansion formula.
+- **Tie:** two centroids whose float64 squared distances to the point are equal (always the case for duplicate
+  centroids); the lowest index wins, as with ``torch.argmin``.
+- ``dist`` is that float64 squared distance rounded to float32.
+
+The error bound grows with ``(||x|| + max ||c||)^2``: data far from the origin relative to its spread makes the
+re-ranking run more often (still exact, only slower). ``kmeans`` centres each group for this reason.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from fastdistill import _extension
+from fastdistill.errors import FastDistillError
+from fastdistill.ops.registry import backend_for
+
+DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+_CHUNK_ELEMENTS = 1 << 23  # bound on the temporaries of the torch backend (elements per chunk)
+
+
+def assign_modes(points: torch.Tensor, centroids: torch.Tensor, groups: torch.Tensor | None = None,
+                 backend: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Nearest centroid of every point.
+
+    Args:
+        points: [N, D] float32, float16 or bfloat16.
+        centroids: [K, D] (``groups`` is None), or [G, K, D] with ``groups``; same dtype and device as ``points``.
+        groups: optional int64 [N] with values in [0, G): point i is compared only with ``centroids[groups[i]]``.
+        backend: ``"cpp"`` or ``"torch"`` to force one (default: the extension when it is loaded).
+
+    Returns:
+        ``(index, dist)``: int64 [N] in [0, K) and float32 [N], the squared distance to that centroid.
+    """
+    check_inputs(points, centroids, groups)
+    if backend_for("assign_modes", points.device, backend) == "cpp":
+        index, dist = torch.ops.fastdistill.assign_modes(points, centroids, groups)
+    else:
+        index, dist = assign_modes_torch(points, centroids, groups)
+    if not torch.compiler.is_compiling():
+        check_distances(dist, points)
+    return index, dist
+
+
+def check_inputs(points: torch.Tensor, centroids: torch.Tensor, groups: torch.Tensor | None) -> None:
+    """Raise FastDistillError, with what to do, for anything ``assign_modes`` cannot take."""
+    if not isinstance(points, torch.Tensor) or not isinstance(centroids, torch.Tensor):
+        raise FastDistillError("assign_modes: points and centroids must be torch tensors")
+    if points.dim() != 2:
+        raise FastDistillError(f"assign_modes: points must be [N, D], got shape {tuple(points.shape)}")
+    if points.shape[0] == 0 or points.shape[1] == 0:
+        raise FastDistillError(f"assign_modes: points is empty (shape {tuple(points.shape)}); pass at least one point "
+                               "with at least one dimension")
+    if points.dtype not in DTYPES:
+        raise FastDistillError(f"assign_modes: points must be float32, float16 or bfloat16, got {points.dtype}; "
+                               "convert with .float()")
+    want = "[G, K, D] (groups given)" if groups is not None else "[K, D] (no groups)"
+    if centroids.dim() != (3 if groups is not None else 2):
+        raise FastDistillError(f"assign_modes: centroids must be {want}, got shape {tuple(centroids.shape)}")
+    if centroids.shape[-2] == 0 or (groups is not None and centroids.shape[0] == 0):
+        raise FastDistillError(f"assign_modes: centroids is empty (shape {tuple(centroids.shape)})")
+    if centroids.shape[-1] != points.shape[1]:
+        raise FastDistillError(f"assign_modes: points have D={points.shape[1]} but centroids have "
+                               f"D={centroids.shape[-1]}")
+    if centroids.dtype != points.dtype:
+        raise FastDistillError(f"assign_modes: centroids are {centroids.dtype} but points are {points.dtype}; "
+                               "cast one to the other's dtype")
+    if centroids.device != points.device:
+        raise FastDistillError(f"assign_modes: centroids are on {centroids.device} but points are on "
+                               f"{points.device}; move them to one device")
+    if groups is not None:
+        if not isinstance(groups, torch.Tensor) or groups.dtype != torch.int64 or groups.shape != points.shape[:1]:
+            got = f"{groups.dtype} {tuple(groups.shape)}" if isinstance(groups, torch.Tensor) else type(groups).__name__
+            raise FastDistillError(f"assign_modes: groups must be an int64 tensor of shape [{points.shape[0]}], "
+                                   f"got {got}")
+        if groups.device != points.device:
+            raise FastDistillError(f"assign_modes: groups are on {groups.device} but points are on {points.device}")
+    if torch.compiler.is_compiling():
+        return
+    if groups is not None:
+        low, high = int(groups.min()), int(groups.max())
+        if low < 0 or high >= centroids.shape[0]:
+            bad = low if low < 0 else high
+            raise FastDistillError(f"assign_modes: group id {bad} is outside [0, {centroids.shape[0]}) "
+                                   f"(centroids has G={centroids.shape[0]} groups)")
+    if not bool(torch.isfinite(centroids).all()):
+        raise FastDistillError("assign_modes: centroids contain NaN or Inf; fix or drop those centroids")
+
+
+def check_distances(dist: torch.Tensor, points: torch.Tensor) -> None:
+    """A non-finite distance means a NaN/Inf point (checked here, after the fact, to avoid a pass over all points)."""
+    bad = ~torch.isfinite(dist)
+    if not bool(bad.any()):
+        return
+    row = int(bad.nonzero()[0, 0])
+    if not bool(torch.isfinite(points[row]).all()):
+        raise FastDistillError(f"assign_modes: points contain NaN or Inf (first at row {row}); drop or fix those rows")
+    raise FastDistillError(f"assign_modes: squared distance of row {row} overflows float32; rescale the data")
+
+
+def assign_modes_torch(points: torch.Tensor, centroids: torch.Tensor,
+                       groups: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The torch backend (and fallback): one chunked matmul + top-2 per group, with the same re-ranking rule."""
+    if groups is None:
+        return _nearest(points, centroids)
+    index = torch.empty(points.shape[0], dtype=torch.int64, device=points.device)
+    dist = torch.empty(points.shape[0], dtype=torch.float32, device=points.device)
+    order = torch.argsort(groups, stable=True)
+    start = 0
+    for g, count in enumerate(torch.bincount(groups, minlength=centroids.shape[0]).tolist()):
+        if count:
+            rows = order[start:start + count]
+            index[rows], dist[rows] = _nearest(points[rows], centroids[g])
+            start += count
+    return index, dist
+
+
+def _unit_roundoff() -> float:
+    """Relative error of one fp32 matmul product term under torch's float32 matmul precision setting."""
+    precision = torch.get_float32_matmul_precision()
+    if precision == "medium":
+        return 2.0 ** -8  # bfloat16 inputs
+    if precision == "high":
+        return 2.0 ** -11  # TF32 inputs (CUDA) or an equivalent reduced-precision CPU path
+    return 2.0 ** -24
+
+
+def _nearest(x: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Nearest of K centroids c [K, D] for every row of x [n, D] (one group)."""
+    n, d = x.shape
+    k = c.shape[0]
+    cf = c.float()
+    c64 = c.double()
+    cnorm = c64.square().sum(1)
+    cmax = float(cnorm.max().sqrt())
+    u = _unit_roundoff()
+    gamma = (d + 2) * u / (1 - (d + 2) * u)
+    slack = 4.5 * gamma
+    index = torch.empty(n, dtype=torch.int64, device=x.device)
+    dist = torch.empty(n, dtype=torch.float32, device=x.device)
+    step = max(1, _CHUNK_ELEMENTS // max(k, d))
+    for lo in range(0, n, step):
+        xc = x[lo:lo + step]
+        scores = torch.addmm(cnorm.float(), xc.float(), cf.T, alpha=-2.0)  # ||c||^2 - 2 x.c
+        if k == 1:
+            best = torch.zeros(xc.shape[0], dtype=torch.int64, device=x.device)
+        else:
+            top, pos = scores.topk(2, dim=1, largest=False)
+            best = pos[:, 0]
+        exact = (xc.double() - c64[best]).square().sum(1)
+        if k > 1:
+            window = slack * (2 * cmax + exact.sqrt()).square()
+            near = (top[:, 1].double() - top[:, 0].double()) <= window
+            if bool(near.any()):
+                rows = near.nonzero()[:, 0]
+                best[rows], exact[rows] = _rerank(xc[rows], c64, scores[rows], top[rows, 0], window[rows])
+        index[lo:lo + step] = best
+        dist[lo:lo + step] = exact.float()
+    return index, dist
+
+
+def _rerank(x: torch.Tensor, c64: torch.Tensor, scores: torch.Tensor, low: torch.Tensor,
+            window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Among centroids scoring within ``window`` of the best, the float64-nearest one (lowest index on ties)."""
+    limit = low.double() + window
+    exact = torch.cdist(x.double(), c64, compute_mode="donot_use_mm_for_euclid_dist").square()
+    exact = torch.where(scores.double() <= limit[:, None], exact, math.inf)
+    best = exact.argmin(1)  # first occurrence of the minimum: the lowest index among ties
+    return best, exact.gather(1, best[:, None])[:, 0]
+
+
+if _extension.available():
+
+    @torch.library.register_fake("fastdistill::assign_modes")
+    def _assign_modes_fake(points: torch.Tensor, centroids: torch.Tensor,
+                           groups: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        n = points.shape[0]
+        return points.new_empty(n, dtype=torch.int64), points.new_empty(n, dtype=torch.float32)

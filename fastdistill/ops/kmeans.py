@@ -1,0 +1,232 @@
+"""``kmeans``: Lloyd's algorithm with greedy k-means++ seeding, batched over groups (every class in one call).
+
+Each Lloyd iteration is one pass over the points: ``fastdistill::kmeans_step`` (backend ``cpp``) assigns every point as
+``assign_modes`` does and accumulates the per-centroid float64 sums in a fixed order, so results are bit-reproducible
+for a seed. The ``torch`` backend (used without the extension) does the same with ``assign_modes_torch`` and
+``index_add_``; on CUDA ``index_add_`` uses atomics, so only the ``cpp`` backend is reproducible there.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from fastdistill import _extension
+from fastdistill.errors import FastDistillError
+from fastdistill.ops.assign_modes import DTYPES, assign_modes, assign_modes_torch
+from fastdistill.ops.registry import backend_for
+
+INITS = ("k-means++", "random")
+_ROWS_PER_CHUNK = 1 << 16
+
+
+def kmeans(points: torch.Tensor, k: int, groups: torch.Tensor | None = None, iters: int = 50, tol: float = 1e-4,
+           seed: int = 0, init: str = "k-means++", backend: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """k-means of ``points``, separately within every group, in one call.
+
+    Args:
+        points: [N, D] float32, float16 or bfloat16 (clustering runs in float32).
+        k: clusters per group; every group needs at least ``k`` points.
+        groups: optional int64 [N] group id per point (values in [0, G), G = max + 1).
+        iters: maximum Lloyd iterations.
+        tol: a group has converged when the squared shift of its centroids is at most ``tol`` times its mean
+            per-feature variance (scikit-learn's rule), or when no assignment changed. The call stops when every
+            group has converged.
+        seed: seeds the initialisation; the same seed gives the same result on the same device and backend.
+        init: ``"k-means++"`` (greedy, 2 + ln k trials per centre, as scikit-learn) or ``"random"`` (k distinct points).
+        backend: ``"cpp"`` or ``"torch"`` to force one.
+
+    Returns:
+        ``(centroids, index)``: [k, D] (or [G, k, D] with groups) in the dtype of ``points``, and int64 [N], the cluster
+        of each point within its group, consistent with the returned centroids. Empty clusters are re-seeded with the
+        points farthest from their centroid, as in scikit-learn.
+    """
+    num_groups, counts = _check(points, k, groups, iters, tol, init)
+    use_cpp = backend_for("kmeans", points.device, backend) == "cpp"
+    x = points.float()
+    order = None
+    if groups is not None and not bool((groups[1:] >= groups[:-1]).all()):
+        order = torch.argsort(groups, stable=True)
+        x, groups = x[order], groups[order]
+    elif x.data_ptr() == points.data_ptr():
+        x = x.clone()  # centred in place below
+    offsets = [0, *torch.cumsum(counts, 0).tolist()]
+    means = torch.empty(num_groups, x.shape[1], dtype=torch.float32, device=x.device)
+    tols = torch.empty(num_groups, dtype=torch.float64, device=x.device)
+    for g in range(num_groups):
+        block = x[offsets[g]:offsets[g + 1]]
+        means[g] = block.sum(0, dtype=torch.float64).div_(block.shape[0]).float()
+        block.sub_(means[g])
+        tols[g] = tol * torch.linalg.vector_norm(block, dtype=torch.float64).square() / block.numel()
+
+    generator = torch.Generator().manual_seed(seed)
+    if init == "k-means++":
+        centroids = _kmeanspp(x, counts, offsets, k, generator)
+    else:
+        centroids = _random_init(x, counts, offsets, k, generator)
+
+    step = _kmeans_step_cpp if use_cpp else _kmeans_step_torch
+    previous = None
+    stable = False
+    for _ in range(iters):
+        index, dist, sums, sizes = step(x, centroids, groups)
+        _relocate_empty(x, offsets, index, dist, sums, sizes)
+        updated = torch.where(sizes[..., None] > 0, sums / sizes[..., None].clamp_min(1), centroids.double()).float()
+        shift = (updated - centroids).square().sum((1, 2)).double()
+        centroids = updated
+        stable = previous is not None and torch.equal(index, previous)
+        if stable or bool((shift <= tols).all()):
+            break
+        previous = index
+    if not stable:
+        index, _ = assign_modes(x, centroids if groups is not None else centroids[0], groups,
+                                backend="cpp" if use_cpp else "torch")
+    if order is not None:
+        index = torch.empty_like(index).index_copy_(0, order, index)
+    centroids = (centroids + means[:, None, :]).to(points.dtype)
+    return (centroids if groups is not None else centroids[0]), index
+
+
+def _check(points: torch.Tensor, k: int, groups: torch.Tensor | None, iters: int, tol: float,
+           init: str) -> tuple[int, torch.Tensor]:
+    """Validate the arguments; return the number of groups and the point count of each."""
+    if not isinstance(points, torch.Tensor) or points.dim() != 2:
+        got = tuple(points.shape) if isinstance(points, torch.Tensor) else type(points).__name__
+        raise FastDistillError(f"kmeans: points must be a [N, D] tensor, got {got}")
+    if points.shape[0] == 0 or points.shape[1] == 0:
+        raise FastDistillError(f"kmeans: points is empty (shape {tuple(points.shape)})")
+    if points.dtype not in DTYPES:
+        raise FastDistillError(f"kmeans: points must be float32, float16 or bfloat16, got {points.dtype}")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise FastDistillError(f"kmeans: k must be a positive integer, got {k!r}")
+    if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
+        raise FastDistillError(f"kmeans: iters must be a positive integer, got {iters!r}")
+    if not isinstance(tol, (int, float)) or not math.isfinite(tol) or tol < 0:
+        raise FastDistillError(f"kmeans: tol must be a finite number >= 0, got {tol!r}")
+    if init not in INITS:
+        raise FastDistillError(f"kmeans: init must be one of {', '.join(INITS)}, got {init!r}")
+    if not bool(torch.isfinite(points).all()):
+        row = int((~torch.isfinite(points)).any(1).nonzero()[0, 0])
+        raise FastDistillError(f"kmeans: points contain NaN or Inf (first at row {row}); drop or fix those rows")
+    if groups is None:
+        if points.shape[0] < k:
+            raise FastDistillError(f"kmeans: k={k} is larger than the number of points ({points.shape[0]})")
+        return 1, torch.tensor([points.shape[0]], device=points.device)
+    if not isinstance(groups, torch.Tensor) or groups.dtype != torch.int64 or groups.shape != points.shape[:1]:
+        got = f"{groups.dtype} {tuple(groups.shape)}" if isinstance(groups, torch.Tensor) else type(groups).__name__
+        raise FastDistillError(f"kmeans: groups must be an int64 tensor of shape [{points.shape[0]}], got {got}")
+    if groups.device != points.device:
+        raise FastDistillError(f"kmeans: groups are on {groups.device} but points are on {points.device}")
+    if int(groups.min()) < 0:
+        raise FastDistillError(f"kmeans: group ids must be >= 0, got {int(groups.min())}")
+    counts = torch.bincount(groups)
+    small = (counts < k).nonzero()[:, 0].tolist()
+    if small:
+        g = small[0]
+        more = f" (and {len(small) - 1} more groups)" if len(small) > 1 else ""
+        raise FastDistillError(f"kmeans: group {g} has {int(counts[g])} points, fewer than k={k}{more}; "
+                               "lower k or drop the group")
+    return counts.shape[0], counts
+
+
+def _padded(x: torch.Tensor, counts: torch.Tensor, offsets: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Group-sorted rows as [G, n_max, D] (a view when all groups have the same size) and the valid-row mask."""
+    num_groups, longest = counts.shape[0], int(counts.max())
+    valid = torch.arange(longest, device=x.device)[None, :] < counts[:, None]
+    if bool((counts == longest).all()):
+        return x.view(num_groups, longest, x.shape[1]), valid
+    padded = x.new_zeros(num_groups, longest, x.shape[1])
+    for g in range(num_groups):
+        padded[g, :offsets[g + 1] - offsets[g]] = x[offsets[g]:offsets[g + 1]]
+    return padded, valid
+
+
+def _kmeanspp(x: torch.Tensor, counts: torch.Tensor, offsets: list[int], k: int,
+              generator: torch.Generator) -> torch.Tensor:
+    """Greedy k-means++ in every group at once: each new centre is the best of 2 + ln k candidates drawn with
+    probability proportional to the squared distance to the nearest centre so far."""
+    xp, valid = _padded(x, counts, offsets)
+    num_groups, longest, dim = xp.shape
+    trials = 2 + int(math.log(k))
+    rows = torch.arange(num_groups, device=x.device)
+    last = (counts - 1)[:, None]
+    norms = torch.linalg.vector_norm(xp, dim=2).square()
+    centroids = x.new_empty(num_groups, k, dim)
+
+    def sq_dist(c: torch.Tensor) -> torch.Tensor:  # [G, n_max, T] squared distances to c [G, T, D], 0 on padding
+        d = torch.baddbmm(norms[:, :, None] + c.square().sum(2)[:, None, :], xp, c.transpose(1, 2), alpha=-2.0)
+        return d.clamp_min_(0).mul_(valid[:, :, None])
+
+    first = (torch.rand(num_groups, generator=generator, dtype=torch.float64).to(x.device) * counts).long()
+    centroids[:, 0] = xp[rows, first]
+    closest = sq_dist(centroids[:, :1])[:, :, 0]
+    potential = closest.sum(1, dtype=torch.float64)
+    for c in range(1, k):
+        draws = torch.rand(num_groups, trials, generator=generator, dtype=torch.float64).to(x.device)
+        cumulative = closest.double().cumsum(1)
+        picks = torch.searchsorted(cumulative, draws * potential[:, None]).clamp_(max=last)
+        candidates = xp[rows[:, None], picks]
+        d = torch.minimum(sq_dist(candidates), closest[:, :, None])
+        trial_potential = d.sum(1, dtype=torch.float64)
+        best = trial_potential.argmin(1)
+        centroids[:, c] = candidates[rows, best]
+        closest = d[rows, :, best]
+        potential = trial_potential[rows, best]
+    return centroids
+
+
+def _random_init(x: torch.Tensor, counts: torch.Tensor, offsets: list[int], k: int,
+                 generator: torch.Generator) -> torch.Tensor:
+    """k distinct points of every group, uniformly at random."""
+    keys = torch.rand(counts.shape[0], int(counts.max()), generator=generator, dtype=torch.float64).to(x.device)
+    keys.masked_fill_(torch.arange(keys.shape[1], device=x.device)[None, :] >= counts[:, None], math.inf)
+    picks = keys.topk(k, dim=1, largest=False).indices
+    start = torch.tensor(offsets[:-1], device=x.device)
+    return x[start[:, None] + picks]
+
+
+def _kmeans_step_cpp(x: torch.Tensor, centroids: torch.Tensor, groups: torch.Tensor | None):
+    index, dist, sums, sizes = torch.ops.fastdistill.kmeans_step(x, centroids if groups is not None else centroids[0],
+                                                                groups)
+    return index, dist, sums.view(centroids.shape), sizes.view(centroids.shape[:2])
+
+
+def _kmeans_step_torch(x: torch.Tensor, centroids: torch.Tensor, groups: torch.Tensor | None):
+    """``kmeans_step`` in torch: assignment, then float64 sums per centroid (group-sorted points, in row order)."""
+    index, dist = assign_modes_torch(x, centroids if groups is not None else centroids[0], groups)
+    num_groups, k, dim = centroids.shape
+    key = index if groups is None else groups * k + index
+    sums = torch.zeros(num_groups * k, dim, dtype=torch.float64, device=x.device)
+    for lo in range(0, x.shape[0], _ROWS_PER_CHUNK):
+        sums.index_add_(0, key[lo:lo + _ROWS_PER_CHUNK], x[lo:lo + _ROWS_PER_CHUNK].double())
+    sizes = torch.bincount(key, minlength=num_groups * k)
+    return index, dist, sums.view(num_groups, k, dim), sizes.view(num_groups, k)
+
+
+def _relocate_empty(x: torch.Tensor, offsets: list[int], index: torch.Tensor, dist: torch.Tensor, sums: torch.Tensor,
+                    sizes: torch.Tensor) -> None:
+    """Give every empty cluster one of its group's points farthest from their centroid (in place)."""
+    empty = (sizes == 0).nonzero().tolist()
+    for g in sorted({g for g, _ in empty}):
+        targets = [c for h, c in empty if h == g]
+        lo = offsets[g]
+        far = torch.argsort(dist[lo:offsets[g + 1]], descending=True, stable=True)[:len(targets)].tolist()
+        for c, p in zip(targets, far, strict=True):
+            row, old = lo + p, int(index[lo + p])
+            sums[g, old] -= x[row].double()
+            sizes[g, old] -= 1
+            sums[g, c] = x[row].double()
+            sizes[g, c] = 1
+            index[row] = c
+            dist[row] = 0.0
+
+
+if _extension.available():
+
+    @torch.library.register_fake("fastdistill::kmeans_step")
+    def _kmeans_step_fake(points: torch.Tensor, centroids: torch.Tensor, groups: torch.Tensor | None = None):
+        n = points.shape[0]
+        return (points.new_empty(n, dtype=torch.int64), points.new_empty(n, dtype=torch.float32),
+                centroids.new_empty(centroids.shape, dtype=torch.float64),
+                centroids.new_empty(centroids.shape[:-1], dtype=torch.int64))
