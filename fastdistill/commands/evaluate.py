@@ -1,0 +1,101 @@
+"""``python -m fastdistill evaluate RUN_DIR``: train students on a run's distilled set and on random real subsets.
+
+Reads ``RUN_DIR/distilled.pt`` and the dataset recorded in it, trains students under the hard-label (DC) and
+soft-label (RDED/DELT) protocols and writes ``RUN_DIR/results.json``. The teacher defaults to the ``teacher`` path
+in ``RUN_DIR/config.json``; without one the soft protocol is skipped with a note unless it was asked for explicitly.
+A ``stage`` tensor in ``distilled.pt`` (stage index per image, PDD) makes the evaluation progressive.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from fastdistill.commands._common import positive_int, resolve_device
+from fastdistill.data import load_dataset
+from fastdistill.errors import FastDistillError
+from fastdistill.eval.harness import evaluate_distilled, write_results
+from fastdistill.eval.protocols import PROTOCOLS
+from fastdistill.pipelines.outputs import load_distilled
+from fastdistill.utils.io import read_json
+from fastdistill.utils.rundir import CONFIG
+
+NAME = "evaluate"
+HELP = "train students on a distilled set and on a random real subset (hard and soft labels); write results.json"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", metavar="RUN_DIR", help="run folder holding distilled.pt")
+    p.add_argument("--teacher", default=None, help="teacher folder for the soft protocol (default: the run's)")
+    p.add_argument("--protocols", default=None,
+                   help=f"comma-separated subset of {','.join(PROTOCOLS)} (default: both; soft needs a teacher)")
+    p.add_argument("--seeds", type=positive_int, default=3, help="students per protocol and set (default 3)")
+    p.add_argument("--seed", type=int, default=0, help="first seed (seeds are SEED, SEED+1, ...)")
+    p.add_argument("--epochs", type=positive_int, default=None,
+                   help="epochs per student (default: 300; fewer for tiny datasets, see the README)")
+    p.add_argument("--student", default=None,
+                   help="student architecture for every protocol (default: convnet3 hard, convnet3-bn soft)")
+    p.add_argument("--track-best", type=int, default=0, metavar="K",
+                   help="also evaluate ~K times per run and report the best (labelled; default 0: final only)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="compute device")
+    p.add_argument("--data-root", default=None, help="dataset location if it needs one (default: the run's)")
+    p.add_argument("--download", action="store_true", help="let torchvision download the dataset into --data-root")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or per-run lines")
+
+
+def _parse_protocols(text: str | None) -> tuple[tuple[str, ...], bool]:
+    if text is None:
+        return PROTOCOLS, False
+    names = tuple(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
+    bad = [n for n in names if n not in PROTOCOLS]
+    if bad or not names:
+        raise FastDistillError(f"--protocols takes a comma-separated subset of {','.join(PROTOCOLS)}, got {text!r}")
+    return names, True
+
+
+def run(args: argparse.Namespace) -> int:
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise FastDistillError(f"run folder {run_dir} not found; pass the --output folder of a pipeline run")
+    record = load_distilled(run_dir)
+    recorded = record.get("dataset")
+    if not isinstance(recorded, dict) or "name" not in recorded:
+        raise FastDistillError(f"{run_dir}/distilled.pt does not record its dataset; rerun the pipeline")
+    config = read_json(run_dir / CONFIG).get("config", {}) if (run_dir / CONFIG).exists() else {}
+    protocols, explicit = _parse_protocols(args.protocols)
+    device = resolve_device(args.device)
+
+    dataset = load_dataset(recorded["name"], args.data_root or config.get("data_root"), args.download,
+                           recorded.get("image_size"))
+    if list(record["classes"]) != list(dataset.info.classes):
+        raise FastDistillError(f"the distilled set's classes ({len(record['classes'])}) differ from {dataset.info.name}"
+                               f"'s ({dataset.info.num_classes}) in number, names or order; evaluate on the dataset "
+                               "it was distilled from")
+
+    skipped: dict[str, str] = {}
+    teacher = args.teacher or config.get("teacher")
+    if "soft" in protocols and not explicit:
+        reason = None
+        if teacher is None:
+            reason = "no teacher (pass --teacher DIR)"
+        elif not Path(teacher).exists():
+            reason = f"the run's teacher {teacher} is missing (pass --teacher DIR)"
+        if reason:
+            protocols = tuple(p for p in protocols if p != "soft")
+            skipped["soft"] = reason
+            print(f"note: soft-label protocol skipped: {reason}")
+
+    stage = record.get("stage")
+    results = evaluate_distilled(record["images"], record["labels"], dataset, teacher=teacher if "soft" in protocols
+                                 else None, protocols=protocols, seeds=args.seeds, base_seed=args.seed,
+                                 epochs=args.epochs, student=args.student, device=device,
+                                 stages=stage if isinstance(stage, torch.Tensor) else None,
+                                 track_best=args.track_best, progress=not args.quiet)
+    results["run"] = str(run_dir)
+    if skipped:
+        results["skipped"] = skipped
+    path = write_results(run_dir, results)
+    print(f"results -> {path}")
+    return 0

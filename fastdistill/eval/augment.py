@@ -1,0 +1,285 @@
+"""Batched, on-device augmentations for student training and for matching-based distillation.
+
+**DSA** (differentiable siamese augmentation, Zhao & Bilen 2021; the DC/DSA/DM/MTT strategy
+``color_crop_cutout_flip_scale_rotate``). Every transform is a differentiable function of the images, and the random
+parameters are drawn separately from their application, so the *same* draw can be applied to two batches::
+
+    params = sample_dsa_params(len(real), real.shape[-2:], generator=g, shared=True)
+    loss = match(net(apply_dsa(real, params)), net(apply_dsa(syn, params)))   # siamese: identical transform
+
+``shared=True`` draws one parameter set for the whole batch (the reference's siamese ``seed != -1`` mode), so it
+applies to batches of any size; ``shared=False`` draws one set per sample (the reference's evaluation mode,
+``seed=-1``). With ``DSAConfig.single`` (the reference's ``aug_mode='S'``, default) one transform group, chosen at
+random per call, is applied to the batch; otherwise all groups are applied in strategy order (``aug_mode='M'``).
+DSA works on normalized images: crop/rotate/scale fill with 0 and cutout writes 0, i.e. the dataset mean.
+
+**Soft-label protocol** (RDED/DELT): :func:`random_resized_crop` (per-sample RandomResizedCrop with torchvision's
+box sampler, i.e. :func:`sample_crop_boxes` + :func:`resized_crop`; scale (0.25, 1); optional flip) and
+:func:`cutmix` (one box per batch, λ ~ Beta(1, 1), random pairing), as tensor ops on the batch's device.
+
+All randomness comes from an explicit ``torch.Generator`` on the images' device: same seed, same augmentations.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+DSA_STRATEGY = "color_crop_cutout_flip_scale_rotate"
+DSA_GROUPS = ("color", "crop", "cutout", "flip", "scale", "rotate")
+_NO_FLIP_DATASETS = ("digits", "mnist")  # DC README: no flip for digit datasets
+
+
+def dsa_strategy_for(dataset: str) -> str:
+    """The DC/DSA strategy for a dataset: the full strategy, without ``flip`` for digit datasets (digits, MNIST)."""
+    if dataset.lower() in _NO_FLIP_DATASETS:
+        return DSA_STRATEGY.replace("_flip", "")
+    return DSA_STRATEGY
+
+
+@dataclass(frozen=True)
+class DSAConfig:
+    """Strategy and magnitudes (the reference ``ParamDiffAug`` defaults).
+
+    brightness: x + (u - 0.5) * brightness; saturation: channel deviation x u * saturation; contrast: deviation from
+    the image mean x (u + contrast); crop_pad: max shift as a fraction of the side (0.125 = ±4 px at 32);
+    cutout: side fraction of the zeroed square; flip_p: probability of a horizontal flip; scale: per-axis factor in
+    [1/scale, scale]; rotate: max angle in degrees.
+    """
+
+    strategy: str = DSA_STRATEGY
+    single: bool = True
+    brightness: float = 1.0
+    saturation: float = 2.0
+    contrast: float = 0.5
+    crop_pad: float = 0.125
+    cutout: float = 0.5
+    flip_p: float = 0.5
+    scale: float = 1.2
+    rotate: float = 15.0
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        groups = tuple(g for g in self.strategy.split("_") if g and g.lower() != "none")
+        unknown = [g for g in groups if g not in DSA_GROUPS]
+        if unknown:
+            raise ValueError(f"unknown DSA transform(s) {unknown}; use {'_'.join(DSA_GROUPS)}")
+        return groups
+
+
+@dataclass
+class DSAParams:
+    """One draw of DSA parameters: the groups to apply, in order, and their tensors (leading dim N, or 1 if shared)."""
+
+    groups: tuple[str, ...]
+    values: dict[str, torch.Tensor] = field(default_factory=dict)
+    config: DSAConfig = field(default_factory=DSAConfig)
+    size: tuple[int, int] = (0, 0)
+
+    @property
+    def batch(self) -> int:
+        return next((v.shape[0] for v in self.values.values()), 1)
+
+
+def _uniform(n: int, g: torch.Generator, lo: float = 0.0, hi: float = 1.0) -> torch.Tensor:
+    return torch.rand(n, generator=g, device=g.device) * (hi - lo) + lo
+
+
+def _randint(lo: int, hi: int, n: int, g: torch.Generator) -> torch.Tensor:
+    """Integers in [lo, hi] inclusive."""
+    return torch.randint(lo, hi + 1, (n,), generator=g, device=g.device)
+
+
+def sample_dsa_params(batch: int, size: tuple[int, int] | torch.Size, *, generator: torch.Generator,
+                      config: DSAConfig = DSAConfig(), shared: bool = False) -> DSAParams:
+    """Draw DSA parameters for ``batch`` images of spatial ``size`` (H, W) on ``generator.device``.
+
+    ``shared=True``: one draw broadcast to every image (siamese use; the result applies to batches of any size).
+    """
+    groups = config.groups
+    if groups and config.single:
+        groups = (groups[int(torch.randint(len(groups), (1,), generator=generator, device=generator.device))],)
+    n = 1 if shared else batch
+    h, w = int(size[0]), int(size[1])
+    v: dict[str, torch.Tensor] = {}
+    for group in groups:
+        if group == "color":
+            v["brightness"] = _uniform(n, generator)
+            v["saturation"] = _uniform(n, generator)
+            v["contrast"] = _uniform(n, generator)
+        elif group == "crop":
+            sh, sw = int(h * config.crop_pad + 0.5), int(w * config.crop_pad + 0.5)
+            v["shift"] = torch.stack([_randint(-sh, sh, n, generator), _randint(-sw, sw, n, generator)], 1)
+        elif group == "cutout":
+            ch, cw = int(h * config.cutout + 0.5), int(w * config.cutout + 0.5)
+            v["cutout"] = torch.stack([_randint(0, h - ch % 2, n, generator), _randint(0, w - cw % 2, n, generator)], 1)
+        elif group == "flip":
+            v["flip"] = _uniform(n, generator) < config.flip_p
+        elif group == "scale":
+            lo, hi = 1.0 / config.scale, config.scale
+            v["scale"] = torch.stack([_uniform(n, generator, lo, hi), _uniform(n, generator, lo, hi)], 1)
+        elif group == "rotate":
+            v["angle"] = _uniform(n, generator, -1.0, 1.0) * math.radians(config.rotate)
+    return DSAParams(groups, v, config, (h, w))
+
+
+def _per_sample(t: torch.Tensor, n: int) -> torch.Tensor:
+    return t.expand(n, *t.shape[1:]) if t.shape[0] == 1 else t
+
+
+def _color(x: torch.Tensor, v: dict[str, torch.Tensor], cfg: DSAConfig) -> torch.Tensor:
+    b, s, c = (v[k].to(x.dtype).view(-1, 1, 1, 1) for k in ("brightness", "saturation", "contrast"))
+    x = x + (b - 0.5) * cfg.brightness
+    mean = x.mean(dim=1, keepdim=True)
+    x = (x - mean) * (s * cfg.saturation) + mean
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    return (x - mean) * (c + cfg.contrast) + mean
+
+
+def _crop(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Translate by integer (dy, dx); pixels shifted in are 0."""
+    n, c, h, w = x.shape
+    shift = _per_sample(shift, n)
+    rows = (torch.arange(h, device=x.device) + shift[:, :1] + 1).clamp(0, h + 1)  # [N, H] in padded coordinates
+    cols = (torch.arange(w, device=x.device) + shift[:, 1:] + 1).clamp(0, w + 1)
+    padded = F.pad(x, (1, 1, 1, 1))
+    out = padded.gather(2, rows.view(n, 1, h, 1).expand(n, c, h, w + 2))
+    return out.gather(3, cols.view(n, 1, 1, w).expand(n, c, h, w))
+
+
+def _cutout(x: torch.Tensor, centre: torch.Tensor, cfg: DSAConfig) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    ch, cw = int(h * cfg.cutout + 0.5), int(w * cfg.cutout + 0.5)
+    top, left = centre[:, :1] - ch // 2, centre[:, 1:] - cw // 2
+    r = torch.arange(h, device=x.device)
+    col = torch.arange(w, device=x.device)
+    in_rows = (r >= top) & (r < top + ch)  # [N|1, H]
+    in_cols = (col >= left) & (col < left + cw)
+    keep = ~(in_rows[:, :, None] & in_cols[:, None, :])
+    return x * keep[:, None].to(x.dtype)
+
+
+def _affine(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    theta = _per_sample(theta.to(x.dtype), x.shape[0])
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def _scale_theta(s: torch.Tensor) -> torch.Tensor:
+    zero = torch.zeros_like(s[:, 0])
+    return torch.stack([torch.stack([s[:, 0], zero, zero], 1), torch.stack([zero, s[:, 1], zero], 1)], 1)
+
+
+def _rotate_theta(a: torch.Tensor) -> torch.Tensor:
+    cos, sin, zero = a.cos(), a.sin(), torch.zeros_like(a)
+    return torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
+
+
+def apply_dsa(x: torch.Tensor, params: DSAParams) -> torch.Tensor:
+    """Apply a parameter draw to images [N, C, H, W] (differentiable in ``x``)."""
+    if tuple(x.shape[-2:]) != params.size:
+        raise ValueError(f"DSA parameters were drawn for size {params.size}, images are {tuple(x.shape[-2:])}")
+    if params.batch not in (1, x.shape[0]):
+        raise ValueError(f"DSA parameters hold {params.batch} draws for a batch of {x.shape[0]}; draw with shared=True")
+    v, cfg = params.values, params.config
+    for group in params.groups:
+        if group == "color":
+            x = _color(x, v, cfg)
+        elif group == "crop":
+            x = _crop(x, v["shift"])
+        elif group == "cutout":
+            x = _cutout(x, v["cutout"], cfg)
+        elif group == "flip":
+            x = torch.where(v["flip"].view(-1, 1, 1, 1), x.flip(3), x)
+        elif group == "scale":
+            x = _affine(x, _scale_theta(v["scale"]))
+        elif group == "rotate":
+            x = _affine(x, _rotate_theta(v["angle"]))
+    return x.contiguous()
+
+
+def dsa(x: torch.Tensor, generator: torch.Generator, config: DSAConfig = DSAConfig(),
+        shared: bool = False) -> torch.Tensor:
+    """Draw and apply in one call (per-sample parameters unless ``shared``)."""
+    return apply_dsa(x, sample_dsa_params(x.shape[0], x.shape[-2:], generator=generator, config=config, shared=shared))
+
+
+def _central_box(h: int, w: int, ratio: tuple[float, float]) -> tuple[int, int]:
+    """torchvision's fallback box (width, height): the whole image with its aspect clamped into ``ratio``."""
+    if w / h < ratio[0]:
+        return w, round(w / ratio[0])
+    if w / h > ratio[1]:
+        return round(h * ratio[1]), h
+    return w, h
+
+
+def sample_crop_boxes(n: int, size: tuple[int, int], generator: torch.Generator,
+                      scale: tuple[float, float] = (0.25, 1.0), ratio: tuple[float, float] = (3 / 4, 4 / 3),
+                      attempts: int = 10) -> torch.Tensor:
+    """RandomResizedCrop boxes [n, 4] = (top, left, height, width) as float integers, torchvision's sampler batched:
+    ``attempts`` draws of area fraction in ``scale`` and log-aspect in ``ratio``, the first that fits wins; else the
+    whole image with its aspect clamped into ``ratio``, centred."""
+    h, w = int(size[0]), int(size[1])
+    g = generator
+    target = h * w * _uniform(n * attempts, g, *scale).view(n, attempts)
+    aspect = torch.exp(_uniform(n * attempts, g, math.log(ratio[0]), math.log(ratio[1])).view(n, attempts))
+    cw = torch.sqrt(target * aspect).round()
+    ch = torch.sqrt(target / aspect).round()
+    ok = (cw > 0) & (cw <= w) & (ch > 0) & (ch <= h)
+    first = ok.float().argmax(dim=1, keepdim=True)
+    found = ok.any(dim=1)
+    fw, fh = _central_box(h, w, ratio)
+    bw = torch.where(found, cw.gather(1, first).squeeze(1), torch.full_like(cw[:, 0], fw))
+    bh = torch.where(found, ch.gather(1, first).squeeze(1), torch.full_like(cw[:, 0], fh))
+    top = torch.where(found, torch.floor(_uniform(n, g) * (h - bh + 1)), torch.floor((h - bh) / 2))
+    left = torch.where(found, torch.floor(_uniform(n, g) * (w - bw + 1)), torch.floor((w - bw) / 2))
+    return torch.stack([top, left, bh, bw], 1)
+
+
+def resized_crop(x: torch.Tensor, boxes: torch.Tensor, flip: torch.Tensor | None = None) -> torch.Tensor:
+    """Crop each image to its box (top, left, height, width) and resize it back to the input size: bilinear,
+    half-pixel centres, edge clamping (torchvision ``resized_crop`` without antialias); ``flip`` [N] bool mirrors."""
+    _, _, h, w = x.shape
+    top, left, bh, bw = boxes.to(x.dtype).unbind(1)
+    sx = bw / w
+    if flip is not None:
+        sx = torch.where(flip, -sx, sx)
+    zero = torch.zeros_like(sx)
+    theta = torch.stack([torch.stack([sx, zero, (2 * left + bw) / w - 1], 1),
+                         torch.stack([zero, bh / h, (2 * top + bh) / h - 1], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    # clamp sample points to the box's outer pixel centres: the crop's edges replicate, as when resizing the crop
+    lo = torch.stack([(2 * left + 1) / w - 1, (2 * top + 1) / h - 1], 1).view(-1, 1, 1, 2)
+    hi = torch.stack([(2 * (left + bw) - 1) / w - 1, (2 * (top + bh) - 1) / h - 1], 1).view(-1, 1, 1, 2)
+    grid = torch.maximum(torch.minimum(grid, hi), lo)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def random_resized_crop(x: torch.Tensor, generator: torch.Generator, scale: tuple[float, float] = (0.25, 1.0),
+                        ratio: tuple[float, float] = (3 / 4, 4 / 3), flip: bool = True) -> torch.Tensor:
+    """Per-sample RandomResizedCrop back to the input size, then a horizontal flip with p 0.5 if ``flip``."""
+    n = x.shape[0]
+    boxes = sample_crop_boxes(n, x.shape[-2:], generator, scale, ratio)
+    flips = _uniform(n, generator) < 0.5 if flip else None
+    return resized_crop(x, boxes, flips)
+
+
+def cutmix(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """CutMix with one box per batch: λ ~ Beta(1, 1), box side sqrt(1 - λ) of the image, a random permutation pairs
+    the images. Returns a new tensor (labels come from the teacher on the mixed batch, so λ is not returned)."""
+    n, _, h, w = x.shape
+    g = generator
+    lam = _uniform(1, g)
+    cut = torch.sqrt(1 - lam)
+    ch, cw = torch.floor(h * cut), torch.floor(w * cut)
+    cy, cx = _randint(0, h - 1, 1, g), _randint(0, w - 1, 1, g)
+    y0, y1 = (cy - torch.div(ch, 2, rounding_mode="floor")).clamp(0, h), (cy + torch.div(ch, 2, rounding_mode="floor"))
+    x0, x1 = (cx - torch.div(cw, 2, rounding_mode="floor")).clamp(0, w), (cx + torch.div(cw, 2, rounding_mode="floor"))
+    r = torch.arange(h, device=x.device)
+    c = torch.arange(w, device=x.device)
+    box = ((r >= y0) & (r < y1.clamp(0, h)))[:, None] & ((c >= x0) & (c < x1.clamp(0, w)))[None, :]
+    perm = torch.randperm(n, generator=g, device=g.device)
+    return torch.where(box, x[perm], x)

@@ -1,0 +1,167 @@
+"""Student training under a :class:`~fastdistill.eval.protocols.Protocol`, one-shot or progressive.
+
+One-shot::
+
+    trainer = StudentTrainer(info, make_protocol("hard", info, len(images)), seed=0, device="cuda")
+    trainer.fit(images, labels)                  # protocol.epochs epochs
+    top1 = trainer.accuracy(dataset.test)        # percent
+
+Progressive (PDD's cumulative unions U_1 ⊂ U_2 ⊂ ...)::
+
+    for union_images, union_labels in unions:
+        trainer.fit(union_images, union_labels, epochs=500, lr=stage_lr)   # optimizer state carried over
+    top1 = trainer.accuracy(dataset.test)
+
+Each ``fit`` call runs the protocol's LR schedule over its own ``epochs`` (PDD+MTT: x0.1 at half of every stage)
+while the optimizer state (momentum buffers, Adam moments and step count) continues; call :meth:`reset_optimizer`
+between calls for a fresh optimizer per stage (PDD+IDC).
+
+Images are uint8 [N, C, H, W] (or float pixels in [0, 1]); the student sees ``info.normalize(pixels)``. The whole set
+stays on the device; batches are index slices of a per-epoch permutation (no DataLoader).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from fastdistill.data.base import DatasetInfo, Split, to_float
+from fastdistill.errors import FastDistillError
+from fastdistill.eval.augment import DSAConfig, cutmix, dsa, random_resized_crop
+from fastdistill.eval.protocols import Protocol, lr_factor
+from fastdistill.models import build_model
+from fastdistill.utils.seed import generator
+
+EVAL_BATCH = 1024
+
+
+class StudentTrainer:
+    """A freshly initialised student, its optimizer and its augmentation stream, all seeded by ``seed``.
+
+    ``student`` is an architecture name for :func:`fastdistill.models.build_model` (initialised under
+    ``torch.manual_seed(seed)`` without touching the global RNG) or a ready module. The soft protocol needs
+    ``teacher``: a frozen classifier taking the same normalized inputs.
+    """
+
+    def __init__(self, info: DatasetInfo, protocol: Protocol, *, student: str | nn.Module = "convnet3",
+                 teacher: nn.Module | None = None, seed: int = 0, device: torch.device | str = "cpu"):
+        if protocol.kind == "soft" and teacher is None:
+            raise FastDistillError("the soft-label protocol needs a teacher (pass --teacher DIR, or evaluate 'hard')")
+        self.info, self.protocol, self.teacher = info, protocol, teacher
+        self.device = torch.device(device)
+        if isinstance(student, str):
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                student = build_model(student, info.num_classes, info.channels, info.image_size)
+        self.model = student.to(self.device).train()
+        self.generator = generator(seed, self.device)
+        self.dsa_config = DSAConfig(strategy=protocol.dsa_strategy)
+        self.optimizer = self._make_optimizer()
+        self.epochs_done = 0
+        self.steps = 0
+        self.history: list[tuple[int, float]] = []
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        p = self.protocol
+        params = [q for q in self.model.parameters() if q.requires_grad]
+        if p.optimizer == "sgd":
+            return torch.optim.SGD(params, lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay)
+        if p.optimizer == "adamw":  # weight decay on weights only (not on norm scales or biases), as DELT/RDED
+            decay = [q for q in params if q.dim() > 1]
+            rest = [q for q in params if q.dim() <= 1]
+            return torch.optim.AdamW([{"params": decay, "weight_decay": p.weight_decay},
+                                      {"params": rest, "weight_decay": 0.0}], lr=p.lr, betas=(0.9, 0.999))
+        raise FastDistillError(f"unknown optimizer {p.optimizer!r}; use sgd or adamw")
+
+    def reset_optimizer(self) -> None:
+        """Start the next ``fit`` with a fresh optimizer (no momentum, no Adam moments)."""
+        self.optimizer = self._make_optimizer()
+
+    def inputs(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 or [0, 1] float pixels -> normalized float32 model inputs on the trainer's device."""
+        pixels = images.to(self.device)
+        pixels = to_float(pixels) if pixels.dtype == torch.uint8 else pixels.float()
+        return self.info.normalize(pixels)
+
+    def _augment(self, x: torch.Tensor) -> torch.Tensor:
+        p, g = self.protocol, self.generator
+        if p.kind == "hard":
+            return dsa(x, g, self.dsa_config) if p.dsa_strategy else x
+        x = random_resized_crop(x, g, scale=p.rrc_scale, flip=p.flip)
+        return cutmix(x, g) if p.cutmix else x
+
+    def _loss(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        logits = self.model(x)
+        if self.protocol.kind == "hard":
+            return F.cross_entropy(logits, y)
+        t = self.protocol.temperature
+        with torch.no_grad():
+            target = F.softmax(self.teacher(x) / t, dim=1)
+        return F.kl_div(F.log_softmax(logits / t, dim=1), target, reduction="batchmean")
+
+    def fit(self, images: torch.Tensor, labels: torch.Tensor | None = None, epochs: int | None = None, *,
+            lr: float | None = None, eval_on: Split | None = None, eval_every: int = 0, progress: bool = False,
+            desc: str = "student") -> float:
+        """Train ``epochs`` epochs (default: the protocol's) on ``images``; returns the last epoch's mean loss.
+
+        ``labels`` are required by the hard protocol (the soft one relabels with the teacher). ``lr`` replaces the
+        protocol's base LR for this call. With ``eval_on`` and ``eval_every`` > 0, test accuracy is recorded in
+        :attr:`history` every ``eval_every`` epochs and after the last one.
+        """
+        p = self.protocol
+        epochs = p.epochs if epochs is None else epochs
+        if epochs <= 0:
+            raise FastDistillError(f"epochs must be positive, got {epochs}")
+        x = self.inputs(images)
+        n = x.shape[0]
+        if n == 0:
+            raise FastDistillError("cannot train a student on an empty set")
+        if p.kind == "hard":
+            if labels is None or labels.shape != (n,):
+                raise FastDistillError("the hard-label protocol needs one integer label per image")
+            y = labels.to(self.device).long()
+        else:
+            y = None
+        base_lr = p.lr if lr is None else lr
+        num_batches = math.ceil(n / min(p.batch_size, n))
+        mean_loss = float("nan")
+        for epoch in tqdm(range(epochs), desc=desc, leave=False, disable=not progress, unit="ep"):
+            for group in self.optimizer.param_groups:
+                group["lr"] = base_lr * lr_factor(p.schedule, epoch, epochs)
+            total = torch.zeros((), device=self.device)
+            perm = torch.randperm(n, generator=self.generator, device=self.device)
+            for idx in torch.tensor_split(perm, num_batches):
+                loss = self._loss(self._augment(x[idx]), None if y is None else y[idx])
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+                total += loss.detach()
+                self.steps += 1
+            self.epochs_done += 1
+            mean_loss = float(total) / num_batches
+            if not math.isfinite(mean_loss):
+                raise FastDistillError(f"student loss became {mean_loss} in epoch {epoch + 1} of {epochs} "
+                                       f"({p.kind} protocol, lr {base_lr}); lower the learning rate")
+            if eval_on is not None and eval_every > 0 and ((epoch + 1) % eval_every == 0 or epoch + 1 == epochs):
+                self.history.append((self.epochs_done, self.accuracy(eval_on)))
+        return mean_loss
+
+    @torch.no_grad()
+    def accuracy(self, data: Split | torch.Tensor, labels: torch.Tensor | None = None,
+                 batch_size: int = EVAL_BATCH) -> float:
+        """Top-1 accuracy in percent on a :class:`Split` or on (``images``, ``labels``), in batches, eval mode."""
+        images, labels = (data.images, data.labels) if isinstance(data, Split) else (data, labels)
+        if labels is None or labels.shape[0] != images.shape[0] or images.shape[0] == 0:
+            raise FastDistillError("accuracy needs a non-empty set of images with one label each")
+        was_training = self.model.training
+        self.model.eval()
+        correct = torch.zeros((), dtype=torch.long, device=self.device)
+        for start in range(0, images.shape[0], batch_size):
+            logits = self.model(self.inputs(images[start:start + batch_size]))
+            correct += (logits.argmax(1) == labels[start:start + batch_size].to(self.device)).sum()
+        self.model.train(was_training)
+        return 100.0 * float(correct) / images.shape[0]
