@@ -312,11 +312,18 @@ def test_evaluate_distilled_reports_both_sets_and_protocols(digits, linear_teach
 
 def test_evaluate_distilled_progressive_stages(digits):
     x, y = ipc_subset(digits, 2)
-    stages = torch.tensor([0, 1] * 10)
-    res = evaluate_distilled(x, y, digits, protocols=["hard"], seeds=1, epochs=2, stages=stages, progress=False)
-    assert res["stages"] == 2
-    run = res["protocols"]["hard"]["distilled"]["runs"][0]
-    assert run["epochs"] == 4
+    stages = torch.tensor([1, 2] * 10)
+    res = evaluate_distilled(x, y, digits, protocols=["hard"], seeds=1, epochs=2, stages=stages, progress=False,
+                             stage_lrs=[0.02, 0.01])
+    assert res["stages"] == 2 and res["stage_lrs"] == [0.02, 0.01]
+    hard = res["protocols"]["hard"]
+    distilled, real = hard["distilled"]["runs"][0], hard["random_real"]["runs"][0]
+    assert distilled["epochs"] == real["epochs"] == 4 and distilled["steps"] == 4
+    with pytest.raises(FastDistillError, match=r"lr 1e\+30"):  # the per-stage LRs reach the distilled students
+        evaluate_distilled(x, y, digits, protocols=["hard"], seeds=1, epochs=2, stages=stages, progress=False,
+                           stage_lrs=[1e30, 1e30])
+    with pytest.raises(FastDistillError, match="one entry per stage"):
+        evaluate_distilled(x, y, digits, protocols=["hard"], stages=stages, stage_lrs=[0.1], progress=False)
 
 
 def test_evaluate_distilled_bad_inputs(digits):
@@ -358,6 +365,17 @@ def test_evaluate_command_end_to_end(run_dir, teacher_dir, capsys):
     assert len(res["protocols"]["soft"]["random_real"]["runs"]) == 2
     out = capsys.readouterr().out
     assert "random real" in out and "results.json" in out
+
+
+def test_evaluate_command_progressive_record(tmp_path, digits):
+    x, y = ipc_subset(digits, 2)
+    folder = tmp_path / "pdd"
+    extra = {"stage": torch.tensor([1, 2] * 10), "eval_lr": [0.02, 0.01]}
+    save_distilled(folder, to_float(x), y, digits.info, extra=extra)
+    assert main(["evaluate", str(folder), "--epochs", "1", "--seeds", "1", "--quiet", "--protocols", "hard"]) == 0
+    res = json.loads((folder / "results.json").read_text())
+    assert res["stages"] == 2 and res["stage_lrs"] == [0.02, 0.01]
+    assert res["protocols"]["hard"]["distilled"]["runs"][0]["epochs"] == 2
 
 
 def test_evaluate_command_skips_soft_without_teacher(run_dir, capsys):

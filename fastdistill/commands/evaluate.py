@@ -3,7 +3,8 @@
 Reads ``RUN_DIR/distilled.pt`` and the dataset recorded in it, trains students under the hard-label (DC) and
 soft-label (RDED/DELT) protocols and writes ``RUN_DIR/results.json``. The teacher defaults to the ``teacher`` path
 in ``RUN_DIR/config.json``; without one the soft protocol is skipped with a note unless it was asked for explicitly.
-A ``stage`` tensor in ``distilled.pt`` (stage index per image, PDD) makes the evaluation progressive.
+A ``stage`` tensor in ``distilled.pt`` (stage index per image, PDD) makes the evaluation progressive, with the
+per-stage learning rates of ``eval_lr`` (if recorded) for the hard protocol on the distilled set.
 """
 
 from __future__ import annotations
@@ -87,12 +88,13 @@ def run(args: argparse.Namespace) -> int:
             skipped["soft"] = reason
             print(f"note: soft-label protocol skipped: {reason}")
 
-    stage = record.get("stage")
+    stage = record.get("stage") if isinstance(record.get("stage"), torch.Tensor) else None
+    stage_lrs = record.get("eval_lr") if stage is not None else None
     results = evaluate_distilled(record["images"], record["labels"], dataset, teacher=teacher if "soft" in protocols
                                  else None, protocols=protocols, seeds=args.seeds, base_seed=args.seed,
-                                 epochs=args.epochs, student=args.student, device=device,
-                                 stages=stage if isinstance(stage, torch.Tensor) else None,
-                                 track_best=args.track_best, progress=not args.quiet)
+                                 epochs=args.epochs, student=args.student, device=device, stages=stage,
+                                 stage_lrs=list(stage_lrs) if stage_lrs else None, track_best=args.track_best,
+                                 progress=not args.quiet)
     results["run"] = str(run_dir)
     if skipped:
         results["skipped"] = skipped

@@ -91,7 +91,7 @@ def _summary(runs: list[dict]) -> dict:
 
 
 def _train_one(trainer: StudentTrainer, images: torch.Tensor, labels: torch.Tensor, stages: torch.Tensor | None,
-               test: Split, eval_every: int, progress: bool, desc: str) -> dict:
+               lrs: Sequence[float | None] | None, test: Split, eval_every: int, progress: bool, desc: str) -> dict:
     start = time.perf_counter()
     if stages is None:
         parts = [(images, labels)]
@@ -99,7 +99,8 @@ def _train_one(trainer: StudentTrainer, images: torch.Tensor, labels: torch.Tens
         parts = [(images[stages <= s], labels[stages <= s]) for s in stages.unique().tolist()]
     for i, (x, y) in enumerate(parts):
         name = desc if len(parts) == 1 else f"{desc} U{i + 1}/{len(parts)}"
-        trainer.fit(x, y, eval_on=test if eval_every else None, eval_every=eval_every, progress=progress, desc=name)
+        trainer.fit(x, y, lr=lrs[i] if lrs else None, eval_on=test if eval_every else None, eval_every=eval_every,
+                    progress=progress, desc=name)
     run = {"top1": trainer.accuracy(test), "epochs": trainer.epochs_done, "steps": trainer.steps,
            "seconds": round(time.perf_counter() - start, 3)}
     if eval_every:
@@ -112,8 +113,8 @@ def evaluate_distilled(images: torch.Tensor, labels: torch.Tensor, dataset: Data
                        teacher: nn.Module | str | Path | None = None, protocols: Sequence[str] = PROTOCOLS,
                        seeds: int | Sequence[int] = 3, base_seed: int = 0, epochs: int | dict[str, int] | None = None,
                        student: str | dict[str, str] | None = None, device: torch.device | str = "cpu",
-                       stages: torch.Tensor | None = None, track_best: int = 0, progress: bool = True,
-                       log: Callable[[str], None] = print) -> dict:
+                       stages: torch.Tensor | None = None, stage_lrs: Sequence[float | None] | None = None,
+                       track_best: int = 0, progress: bool = True, log: Callable[[str], None] = print) -> dict:
     """Train students on the distilled set and on seeded random real subsets; return a JSON-ready results dict.
 
     images: uint8 [N, C, H, W] (or float pixels in [0, 1]); labels: int64 [N]; dataset: the source
@@ -123,7 +124,9 @@ def evaluate_distilled(images: torch.Tensor, labels: torch.Tensor, dataset: Data
     protocols or a ``{protocol: value}`` dict; defaults per protocol (:func:`~fastdistill.eval.protocols.
     default_epochs`, :data:`DEFAULT_STUDENTS`). stages: optional int [N] stage index per image for progressive
     evaluation (PDD): the student trains ``epochs`` on each cumulative union U_s = {stage <= s} in turn, optimizer
-    state carried; the random subset keeps the same stage structure. track_best: if > 0, also evaluate the test set
+    state carried; the random subset keeps the same stage structure. stage_lrs: per-stage base LRs for the hard
+    protocol on the distilled set (PDD+MTT's learned α; ``None`` entries: the protocol's); the random subset and the
+    soft protocol keep the protocol's LR. track_best: if > 0, also evaluate the test set
     about ``track_best`` times per run and report the best (labelled ``best_*``; the headline number stays final).
     """
     protocols = tuple(protocols)
@@ -131,6 +134,8 @@ def evaluate_distilled(images: torch.Tensor, labels: torch.Tensor, dataset: Data
     if unknown or not protocols:
         raise FastDistillError(f"unknown evaluation protocol(s) {unknown}; use {', '.join(PROTOCOLS)}")
     _check_inputs(images, labels, dataset, stages)
+    if stage_lrs is not None and (stages is None or len(stage_lrs) != len(stages.unique())):
+        raise FastDistillError("stage_lrs needs stages and one entry per stage")
     info, device = dataset.info, torch.device(device)
     teacher_name = None
     if "soft" in protocols:
@@ -151,6 +156,7 @@ def evaluate_distilled(images: torch.Tensor, labels: torch.Tensor, dataset: Data
     results: dict = {"dataset": info.name, "num_images": int(labels.numel()), "per_class": counts,
                      "ipc": labels.numel() / info.num_classes, "seeds": seed_list, "device": str(device),
                      "teacher": teacher_name, "stages": None if stages is None else len(stages.unique()),
+                     "stage_lrs": None if stage_lrs is None else list(stage_lrs),
                      "metric": "test top-1 % after the last epoch; mean ± population std over seeds",
                      "protocols": {}}
     for kind in protocols:
@@ -165,7 +171,8 @@ def evaluate_distilled(images: torch.Tensor, labels: torch.Tensor, dataset: Data
             for which, (x, y) in (("distilled", (images, labels)), ("random_real", (real_x, real_y))):
                 trainer = StudentTrainer(info, proto, student=arch, teacher=teacher if kind == "soft" else None,
                                          seed=seed, device=device)
-                run = _train_one(trainer, x, y, stages, test, eval_every, progress, f"{kind} {which} seed {seed}")
+                lrs = stage_lrs if kind == "hard" and which == "distilled" else None
+                run = _train_one(trainer, x, y, stages, lrs, test, eval_every, progress, f"{kind} {which} seed {seed}")
                 runs[which].append({"seed": seed, **run})
                 if progress:
                     log(f"  {kind:<4} {which:<11} seed {seed}: top-1 {run['top1']:6.2f}%  "
