@@ -17,11 +17,6 @@ METHODS = ("kmeans", "gmm", "random")
 
 
 def _class_modes(points: torch.Tensor, k: int, method: str, seed: int) -> torch.Tensor:
-    if method == "kmeans":
-        from fastdistill.ops import kmeans
-
-        centroids, _ = kmeans(points, k, seed=seed)
-        return centroids.float()
     if method == "gmm":
         from sklearn.mixture import GaussianMixture
 
@@ -39,13 +34,18 @@ def discover_modes(latents: torch.Tensor, labels: torch.Tensor, class_names: tup
         raise FastDistillError(f"--modes must be one of {', '.join(METHODS)}, got {method}")
     shape = latents.shape[1:]
     flat = latents.reshape(latents.shape[0], -1).float()
+    counts = torch.bincount(labels, minlength=len(class_names))
+    for name, n in zip(class_names, counts.tolist(), strict=True):
+        if n < ipc:
+            raise FastDistillError(f"--ipc {ipc} is larger than class {name!r} ({n} training images); lower --ipc")
+    if method == "kmeans":  # every class in one batched call
+        from fastdistill.ops import kmeans
+
+        centroids, _ = kmeans(flat, ipc, groups=labels.long(), seed=seed)
     out = []
-    for c, name in enumerate(class_names):
+    for c in range(len(class_names)):
         points = flat[labels == c]
-        if points.shape[0] < ipc:
-            raise FastDistillError(f"--ipc {ipc} is larger than class {name!r} ({points.shape[0]} training images); "
-                                   "lower --ipc")
-        modes = _class_modes(points, ipc, method, seed + c)
+        modes = centroids[c].float() if method == "kmeans" else _class_modes(points, ipc, method, seed + c)
         if closest_real:
             from fastdistill.ops import assign_modes
 
