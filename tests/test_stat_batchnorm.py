@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 
@@ -81,7 +82,7 @@ def compare_swap_with_hooks(arch, image_size, n, groups, backend, device="cpu", 
         x = x.contiguous(memory_format=torch.channels_last)
     xf = x.requires_grad_()
     with bn_stat_matching(model, groups=groups, first_multiplier=FIRST, backend=backend) as bn:
-        with torch.autocast(device, dtype=dtype, enabled=dtype != torch.float32):
+        with torch.autocast(device, dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext():
             losses, logits = fused_group_losses(bn, model, xf, y, groups)
         (grad,) = torch.autograd.grad((losses * weights).sum(), xf)
     assert all(type(m) is not StatBatchNorm2d for m in model.modules())
