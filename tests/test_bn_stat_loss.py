@@ -60,12 +60,15 @@ def max_err(a, b):
     return (a.double() - b.double()).abs().max().item()
 
 
-def check_against_reference(x, running_mean, running_var, grad_out, groups, backend):
-    """fp32: rtol = atol = 1e-5 (relative to the largest value) against a float64 reference run.
+# Tolerance table (engineering spec section 6). fp32: rtol = 1e-5 and atol = 1e-5 x the largest reference value, against
+# a float64 run of the reference. Low precision (flash-attention rule): max error against the float64 reference at most
+# FACTOR x the max error of the same reference run entirely in that dtype, plus 1e-6 x the largest value (for outputs
+# the low-precision run gets exactly right).
+FP32_TOL = {"rtol": 1e-5, "atol_scale": 1e-5}
+LOW_PRECISION_FACTOR = {torch.bfloat16: 2.0, torch.float16: 2.0}
 
-    Low precision (flash-attention rule): error against the float64 reference <= 2x the error of the same reference
-    run entirely in x's dtype (plus 1e-6 of the value scale, for outputs the low-precision run gets exactly right).
-    """
+
+def check_against_reference(x, running_mean, running_var, grad_out, groups, backend):
     loss, grad = loss_and_grad(lambda t: bn_stat_loss(t, running_mean, running_var, groups, backend=backend), x,
                                grad_out)
     assert loss.dtype == torch.float32 and loss.shape == (groups,)
@@ -75,14 +78,16 @@ def check_against_reference(x, running_mean, running_var, grad_out, groups, back
     if x.dtype == torch.float32:
         for ours, ref in ((loss, ref_loss), (grad, ref_grad)):
             scale = ref.abs().max().item()
-            torch.testing.assert_close(ours.double(), ref, rtol=1e-5, atol=1e-5 * scale)
+            torch.testing.assert_close(ours.double(), ref, rtol=FP32_TOL["rtol"], atol=FP32_TOL["atol_scale"] * scale)
         return
     low_loss, low_grad = loss_and_grad(
         lambda t: reference_bn_stat_loss(t, running_mean.to(x.dtype), running_var.to(x.dtype), groups), x,
         grad_out.to(x.dtype))
+    factor = LOW_PRECISION_FACTOR[x.dtype]
     for name, ours, low, ref in (("loss", loss, low_loss, ref_loss), ("grad", grad, low_grad, ref_grad)):
-        bound = 2 * max_err(low, ref) + 1e-6 * ref.abs().max().item()
-        assert max_err(ours, ref) <= bound, f"{name}: error {max_err(ours, ref):.3g} > {bound:.3g} (2x {x.dtype} ref)"
+        bound = factor * max_err(low, ref) + 1e-6 * ref.abs().max().item()
+        err = max_err(ours, ref)
+        assert err <= bound, f"{name}: error {err:.3g} > {bound:.3g} ({factor} x the {x.dtype} reference's)"
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
