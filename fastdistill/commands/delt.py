@@ -6,9 +6,11 @@ import argparse
 
 from fastdistill.commands._common import add_dataset_arguments, add_run_arguments, positive_int, resolve_device
 from fastdistill.data import load_dataset
+from fastdistill.eval.harness import evaluate_distilled, write_results
 from fastdistill.pipelines.delt.config import MODES, DELTConfig, validate
 from fastdistill.pipelines.delt.pipeline import run_delt
 from fastdistill.pipelines.delt.selection import MODES as SELECTION_MODES
+from fastdistill.pipelines.outputs import load_distilled
 from fastdistill.utils.rundir import args_to_dict, check_resume_config, prepare_run_dir, write_config
 from fastdistill.utils.seed import seed_everything
 
@@ -61,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
     validate(cfg)
     ds = load_dataset(args.dataset, args.data_root, args.download, args.image_size)
     run_dir = prepare_run_dir(args.output, f"delt-{args.dataset}", args.resume)
-    config = {**args_to_dict(args), **cfg.to_dict()}
+    teacher = args.teacher or str(run_dir / "teacher")  # without --teacher, one is trained into the run
+    config = {**args_to_dict(args), **cfg.to_dict(), "teacher": teacher}
     if args.resume:
         check_resume_config(run_dir, config, SHAPING)
     write_config(run_dir, NAME, config, device)
@@ -71,8 +74,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"DELT: {s['images']} images ({cfg.ipc}/class) in {s['recover_seconds']:.0f}s of recovery, "
           f"{s['image_iterations']:,} image-iterations ({saving:.1f}% fewer than without EarlyLate) -> {run_dir}")
     if not args.no_eval:
-        from fastdistill.commands.evaluate import evaluate_run_dir
-
-        evaluate_run_dir(run_dir, ds, teacher=out["teacher"], seeds=args.eval_seeds, epochs=args.eval_epochs,
-                         device=device)
+        record = load_distilled(run_dir)
+        results = evaluate_distilled(record["images"], record["labels"], ds, teacher=out["teacher"],
+                                     seeds=args.eval_seeds, base_seed=args.seed, epochs=args.eval_epochs,
+                                     device=device)
+        results["run"] = str(run_dir)
+        write_results(run_dir, results)
     return 0
