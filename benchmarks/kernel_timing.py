@@ -1,6 +1,8 @@
 """Shared timing conventions of the fused-kernel benchmarks (bn_stat_loss, subtask_adam_step, recover iteration).
 
 - Device: CUDA when available, else CPU; ``FASTDISTILL_BENCH_DEVICE=cpu`` forces the CPU on a GPU machine.
+  ``FASTDISTILL_BENCH_THREADS=n`` sets torch's CPU threads (on a shared, loaded machine 1 thread avoids stalls at
+  every parallel region, which otherwise swamp small ops).
 - One pytest-benchmark *group* per shape/setting, one test per provider ("reference" = the DELT-style baseline from
   ``fastdistill.ops.reference``, "fastdistill" = the fused ops, optional extras) on the same inputs in the same run.
 - On CUDA a timed round runs the callable ``calls_per_round`` times and then synchronises once, so launch queues are
@@ -18,6 +20,8 @@ import torch
 
 DEVICE = torch.device(os.environ.get("FASTDISTILL_BENCH_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu"))
 ON_CUDA = DEVICE.type == "cuda"
+if os.environ.get("FASTDISTILL_BENCH_THREADS"):
+    torch.set_num_threads(int(os.environ["FASTDISTILL_BENCH_THREADS"]))
 
 
 def device_name() -> str:
@@ -39,5 +43,6 @@ def run(benchmark, fn: Callable[[], object], *, rounds: int, warmup: int = 1, ca
         if ON_CUDA:
             torch.cuda.synchronize(DEVICE)
 
-    benchmark.extra_info.update(extra_info, calls_per_round=calls, device=device_name(), torch=torch.__version__)
+    benchmark.extra_info.update(extra_info, calls_per_round=calls, device=device_name(), torch=torch.__version__,
+                                threads=torch.get_num_threads())
     benchmark.pedantic(timed, rounds=rounds, warmup_rounds=warmup, iterations=1)
