@@ -307,7 +307,7 @@ def test_evaluate_distilled_reports_both_sets_and_protocols(digits, linear_teach
     assert res["protocols"]["hard"]["student"] == "convnet3" and res["protocols"]["soft"]["student"] == "convnet3-bn"
     json.dumps(res)
     table = format_table(res)
-    assert "hard" in table and "soft" in table and "random real" in table
+    assert "hard" in table and "soft" in table and "random real" in table and "best of" in table
 
 
 def test_evaluate_distilled_progressive_stages(digits):

@@ -36,7 +36,7 @@ from fastdistill.eval.protocols import Protocol, lr_factor
 from fastdistill.models import build_model
 from fastdistill.utils.seed import generator
 
-EVAL_BATCH = 1024
+EVAL_BATCH = 256  # CPU: cache-friendlier than larger batches for ConvNets; the same FLOPs on GPU
 
 
 class StudentTrainer:
