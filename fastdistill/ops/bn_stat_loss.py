@@ -246,10 +246,10 @@ def bn_stat_loss_forward(x: torch.Tensor, running_mean: torch.Tensor, running_va
 
 def bn_stat_loss_backward(x: torch.Tensor, grad_loss: torch.Tensor, mean: torch.Tensor, coef_mu: torch.Tensor,
                           coef_var: torch.Tensor, dy: torch.Tensor | None = None,
-                          bn_params: tuple[torch.Tensor, torch.Tensor, float] | None = None) -> torch.Tensor:
+                          bn_scale: tuple[torch.Tensor, torch.Tensor, float] | None = None) -> torch.Tensor:
     """Triton launcher: the loss's input gradient, plus ``dy * weight / sqrt(running_var + eps)`` when ``dy`` is given.
 
-    ``bn_params`` = (weight, running_var, eps) is required with ``dy``.
+    ``bn_scale`` = (weight, running_var, eps) is required with ``dy``.
     """
     x, (stride_n, stride_c, stride_hw) = _layout(x)
     n, c, h, w = x.shape
@@ -257,7 +257,7 @@ def bn_stat_loss_backward(x: torch.Tensor, grad_loss: torch.Tensor, mean: torch.
     dx = torch.empty_like(x)
     if dy is not None:
         dy, dy_strides = _layout(dy)
-        weight, running_var, eps = bn_params
+        weight, running_var, eps = bn_scale
     else:
         dy_strides, weight, running_var, eps = (0, 0, 0), mean, mean, 0.0
     rows_per_program = 1 if _tuned(x.device) else triton.cdiv(n, _INTERPRET_SPLIT)
@@ -314,7 +314,7 @@ def torch_bn_stat_loss_forward(x: torch.Tensor, running_mean: torch.Tensor, runn
 
 def torch_bn_stat_loss_backward(x: torch.Tensor, grad_loss: torch.Tensor, mean: torch.Tensor, coef_mu: torch.Tensor,
                                 coef_var: torch.Tensor, dy: torch.Tensor | None = None,
-                                bn_params: tuple[torch.Tensor, torch.Tensor, float] | None = None) -> torch.Tensor:
+                                bn_scale: tuple[torch.Tensor, torch.Tensor, float] | None = None) -> torch.Tensor:
     """Torch implementation of ``bn_stat_loss_backward``: one fused multiply-add per element (plus dy's term)."""
     n, c, h, w = x.shape
     groups = grad_loss.shape[0]
@@ -324,7 +324,7 @@ def torch_bn_stat_loss_backward(x: torch.Tensor, grad_loss: torch.Tensor, mean: 
     xf = x if x.dtype == torch.float32 else x.float()
     dx = torch.addcmul(shift, xf.view(groups, n // groups, c, h, w), scale).view(n, c, h, w)
     if dy is not None:
-        weight, running_var, eps = bn_params
+        weight, running_var, eps = bn_scale
         dx.addcmul_(dy, (weight * torch.rsqrt(running_var + eps)).view(1, c, 1, 1))
     return dx.to(x.dtype)
 
