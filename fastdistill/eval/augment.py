@@ -72,7 +72,12 @@ class DSAConfig:
 
 @dataclass
 class DSAParams:
-    """One draw of DSA parameters: the groups to apply, in order, and their tensors (leading dim N, or 1 if shared)."""
+    """One draw of DSA parameters: the groups to apply, in order, and their tensors (leading dim N, or 1 if shared).
+
+    ``values``: ``brightness``, ``saturation``, ``contrast`` [n] in [0, 1); ``shift`` [n, 2] integer (dy, dx);
+    ``cutout`` [n, 2] integer centre (y, x); ``flip`` [n] bool; ``scale`` [n, 2] (x, y factors); ``angle`` [n] radians.
+    Indexing or ``repeat_interleave`` on dim 0 of every value gives a valid draw for a reordered/grouped batch.
+    """
 
     groups: tuple[str, ...]
     values: dict[str, torch.Tensor] = field(default_factory=dict)
