@@ -87,7 +87,9 @@ void nearest_centroids(const at::Tensor& points, const at::Tensor& centroids, co
   const int64_t W = kern.lanes, S = (D + W - 1) / W, Dp = S * W;
   std::vector<float> cpack(G * K * Dp), cnorm(G * K);
   std::vector<double> cmax(G, 0.0);
-  at::parallel_for(0, G, 1, [&](int64_t g0, int64_t g1) {
+  // Grain sizes keep small problems on the calling thread (a parallel region costs more than they do).
+  constexpr int64_t kMinWork = int64_t{1} << 20;
+  at::parallel_for(0, G, std::max<int64_t>(1, kMinWork / (K * D)), [&](int64_t g0, int64_t g1) {
     for (int64_t g = g0; g < g1; ++g) {
       kern.pack_centroids(cbase + g * K * D, K, D, cpack.data() + g * K * Dp);
       for (int64_t k = 0; k < K; ++k) {
@@ -141,7 +143,8 @@ void nearest_centroids(const at::Tensor& points, const at::Tensor& centroids, co
   const double gamma = (D + 2) * u / (1.0 - (D + 2) * u);
   const double slack = 4.5 * gamma;  // 2 x 2 gamma, plus room for the rounding of the norms themselves
 
-  at::parallel_for(0, static_cast<int64_t>(items.size()), 1, [&](int64_t i0, int64_t i1) {
+  at::parallel_for(0, static_cast<int64_t>(items.size()), std::max<int64_t>(1, kMinWork / (span * K * D)),
+                   [&](int64_t i0, int64_t i1) {
     std::vector<float> scores(kBlockPoints * K), xpack(kBlockPoints * Dp), scratch(kBlockPoints * K * kern.lanes);
     const void* rows[kBlockPoints];
     for (int64_t it = i0; it < i1; ++it) {
@@ -199,7 +202,7 @@ void nearest_centroids(const at::Tensor& points, const at::Tensor& centroids, co
   });
 
   if (update && slots > 0) {
-    at::parallel_for(0, G, 1, [&](int64_t g0, int64_t g1) {
+    at::parallel_for(0, G, std::max<int64_t>(1, kMinWork / (K * D)), [&](int64_t g0, int64_t g1) {
       for (int64_t g = g0; g < g1; ++g)
         for (int64_t it = group_items[g] + 1; it < group_items[g + 1]; ++it) {
           double* dst = sums_base + g * K * D;
