@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from fastdistill.cli import main
 from fastdistill.data import load_dataset
@@ -17,6 +16,7 @@ from fastdistill.methods.functional import FlatModel
 from fastdistill.methods.gradmatch import gradient_distance, per_class_weight_grads
 from fastdistill.methods.mtt import lean_meta_gradient, param_loss, plan_steps, unroll
 from fastdistill.methods.presets import resolve
+from fastdistill.methods.reference import dc_match_reference, distance_wb, dm_loss_reference
 from fastdistill.methods.siamese import siamese_per_class
 from fastdistill.methods.synset import StageImages
 from fastdistill.models.convnet import ConvNet
@@ -140,8 +140,7 @@ def test_dm_loss_equals_the_formula(real):
     syn = real.init_images(3, g).clone().requires_grad_(True)
     batched = dm_loss(fm.features(flat, x_real.flatten(0, 1)).view(10, 6, -1),
                       fm.features(flat, syn.flatten(0, 1)).view(10, 3, -1))
-    net = fm.model  # flat holds exactly its parameters
-    per_class = sum(((net.features(x_real[c]).mean(0) - net.features(syn[c]).mean(0)) ** 2).sum() for c in range(10))
+    per_class = dm_loss_reference(fm.model, list(x_real), list(syn))  # fm.model holds exactly ``flat``
     torch.testing.assert_close(batched, per_class, rtol=1e-5, atol=1e-6)
     g_batched, = torch.autograd.grad(batched, syn)
     g_loop, = torch.autograd.grad(per_class, syn)
@@ -177,7 +176,15 @@ def _dc_formula(gs: torch.Tensor, gr: torch.Tensor) -> torch.Tensor:
     return total
 
 
-def test_dc_distance_equals_the_formula(real):
+def test_dc_layer_distance_equals_the_formula():
+    g = generator(5)
+    for shape in [(4, 3, 3, 3), (10, 7), (6,)]:
+        a, b = (torch.randn(shape, generator=g) for _ in range(2))
+        torch.testing.assert_close(distance_wb(a, b), _dc_formula(a, b))
+        assert distance_wb(a, a) < 1e-5 and (len(shape) == 1 or distance_wb(a, -a) > shape[0])
+
+
+def test_dc_distance_equals_the_per_class_reference(real):
     fm = _flat_net(width=4)
     flat = fm.flatten()
     g = generator(2)
@@ -185,14 +192,8 @@ def test_dc_distance_equals_the_formula(real):
     syn = real.init_images(2, g).clone().requires_grad_(True)
     batched = gradient_distance(per_class_weight_grads(fm, flat, syn),
                                 [t.detach() for t in per_class_weight_grads(fm, flat, x_real)])
-    net = fm.model.requires_grad_(True)
-    params = list(net.parameters())  # biases and norm parameters included: the formula gives them 0
-    expected = torch.zeros(())
-    for c in range(10):
-        target = torch.full((5,), c)
-        gr = torch.autograd.grad(F.cross_entropy(net(x_real[c]), target), params)
-        gs = torch.autograd.grad(F.cross_entropy(net(syn[c]), target[:2]), params, create_graph=True)
-        expected = expected + sum(_dc_formula(a, b.detach()) for a, b in zip(gs, gr, strict=True))
+    # every parameter, biases and norm parameters included: the formula gives them 0
+    expected = dc_match_reference(fm.model.requires_grad_(True), list(x_real), list(syn))
     torch.testing.assert_close(batched, expected, rtol=1e-5, atol=1e-5)
     g_batched, = torch.autograd.grad(batched, syn)
     g_loop, = torch.autograd.grad(expected, syn)

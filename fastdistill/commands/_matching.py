@@ -11,6 +11,8 @@ from fastdistill.errors import FastDistillError
 from fastdistill.methods import RealData, build_method
 from fastdistill.methods.buffer import check_buffer_folder
 from fastdistill.methods.presets import resolve
+from fastdistill.pipelines.delt.config import DELTConfig
+from fastdistill.pipelines.delt.pipeline import obtain_teacher
 from fastdistill.pipelines.pdd.engine import ProgressiveRun
 from fastdistill.pipelines.pdd.evaluation import evaluate_progressive, format_rows
 from fastdistill.utils.io import write_json
@@ -66,6 +68,9 @@ def run_matching(args: argparse.Namespace, command: str, method: str, stages: in
     overrides = {name: getattr(args, name) for name, _, _ in _SETTINGS}
     if args.no_dsa:
         overrides["dsa"] = False
+    if method == "delt" and args.teacher is None:
+        raise FastDistillError("--base delt needs a teacher: pass --teacher DIR (train one with "
+                               f"`python -m fastdistill squeeze --dataset {args.dataset} --output DIR`)")
     cfg = resolve(method, args.dataset, args.ipc, stages, overrides)
     if method == "mtt":
         check_buffer_folder(cfg.buffer, args.dataset, cfg.arch)
@@ -79,7 +84,11 @@ def run_matching(args: argparse.Namespace, command: str, method: str, stages: in
     dataset = load_dataset(args.dataset, args.data_root, args.download, args.image_size)
     data = RealData(dataset.train, dataset.info, device)
     gen = generator(args.seed, device)
-    runner = ProgressiveRun(build_method(cfg, data, gen), data, cfg, run_dir, gen, progress=not args.quiet)
+    teacher = None
+    if method == "delt":
+        teacher, _ = obtain_teacher(dataset, args.teacher, run_dir, DELTConfig.for_dataset(args.dataset), device)
+    base = build_method(cfg, data, gen, dataset=dataset, teacher=teacher, seed=args.seed)
+    runner = ProgressiveRun(base, data, cfg, run_dir, gen, progress=not args.quiet)
     if args.resume and runner.load_checkpoint():
         print(f"resuming {run_dir}: stage {runner.stage}, {runner.phase}, iteration {runner.iteration}")
     started = time.perf_counter()
@@ -100,9 +109,3 @@ def run_matching(args: argparse.Namespace, command: str, method: str, stages: in
                                           "rows": [r.to_dict() for r in rows]})
     print("\n" + format_rows(rows))
     return 0
-
-
-def check_teacher(args: argparse.Namespace) -> None:
-    if args.teacher is None:
-        raise FastDistillError("--base delt needs a teacher: pass --teacher DIR (train one with "
-                               f"`python -m fastdistill squeeze --dataset {args.dataset} --output DIR`)")

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import torch
+from torch import nn
 
-from fastdistill.data.base import DatasetInfo
+from fastdistill.data.base import Dataset, DatasetInfo
+from fastdistill.errors import FastDistillError
 from fastdistill.eval.augment import DSAConfig, dsa_strategy_for
 from fastdistill.methods.base import Method
 from fastdistill.methods.buffer import load_buffer
 from fastdistill.methods.config import MethodConfig
+from fastdistill.methods.delt import DELTStages
 from fastdistill.methods.dm import DM
 from fastdistill.methods.functional import FlatModel
 from fastdistill.methods.gradmatch import GradientMatching
@@ -23,8 +26,9 @@ def flat_model(arch: str, info: DatasetInfo, device: torch.device | str) -> Flat
     return FlatModel(build_model(arch, info.num_classes, info.channels, info.image_size).to(device))
 
 
-def build_method(cfg: MethodConfig, data: RealData, generator: torch.Generator) -> Method:
-    """The base method named by ``cfg.method`` on ``data``'s device."""
+def build_method(cfg: MethodConfig, data: RealData, generator: torch.Generator, *, dataset: Dataset | None = None,
+                 teacher: nn.Module | None = None, seed: int = 0) -> Method:
+    """The base method named by ``cfg.method`` on ``data``'s device (delt also needs ``dataset`` and ``teacher``)."""
     info = data.info
     fm = flat_model(cfg.arch, info, data.x.device)
     dsa = DSAConfig(strategy=dsa_strategy_for(info.name)) if cfg.dsa else None
@@ -32,5 +36,9 @@ def build_method(cfg: MethodConfig, data: RealData, generator: torch.Generator) 
         return DM(cfg, fm, data, generator, dsa)
     if cfg.method in ("dc", "dsa"):
         return GradientMatching(cfg, fm, data, generator, dsa)
+    if cfg.method == "delt":
+        if teacher is None or dataset is None:
+            raise FastDistillError("--base delt needs a teacher: pass --teacher DIR")
+        return DELTStages(cfg, fm, data, generator, dsa, teacher=teacher, dataset=dataset, seed=seed)
     buffer = load_buffer(cfg.buffer, info, cfg.arch, fm)
     return MTT(cfg, fm, data, generator, dsa, buffer=buffer)

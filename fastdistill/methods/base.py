@@ -29,6 +29,10 @@ class Method(ABC):
     def start_stage(self, stage: int) -> None:
         """Called once before the first iteration of ``stage``."""
 
+    def initial_images(self) -> torch.Tensor | None:
+        """The new subset's starting images ``[C, k, ...]``, or None for the engine's ``init`` (real or noise)."""
+        return None
+
     @abstractmethod
     def step(self, images: StageImages) -> float:
         """One outer iteration (updates ``images.new``); returns the loss."""

@@ -16,28 +16,33 @@ from fastdistill.methods.config import MethodConfig
 from fastdistill.methods.gradmatch import default_loops
 
 METHODS = ("dm", "dc", "dsa", "mtt")
+PDD_BASES = (*METHODS, "delt")
 
 REFERENCE: dict[str, dict[str, object]] = {
     "dm": {"iterations": 20000, "lr_img": 1.0, "batch_real": 256, "dsa": True},
     "dc": {"iterations": 1000, "lr_img": 0.1, "batch_real": 256, "dsa": False},
     "dsa": {"iterations": 1000, "lr_img": 0.1, "batch_real": 256, "dsa": True},
+    "delt": {"iterations": 1, "dsa": False},  # one engine iteration = one DELT recover (its own preset)
     "mtt": {"iterations": 5000, "lr_img": 1000.0, "syn_steps": 30, "expert_epochs": 2, "max_start_epoch": 20,
             "lr_lr": 1e-5, "lr_teacher": 0.01, "transition_epochs": 1000, "dsa": True},
 }
 
 DATASET_PRESETS: dict[tuple[str, str], dict[str, object]] = {
-    ("dm", "digits"): {"iterations": 400, "batch_real": 64, "lr_img": 1.0, "cond_epochs": 100},
-    ("dc", "digits"): {"iterations": 40, "batch_real": 64, "outer_loop": 10, "inner_loop": 10, "cond_epochs": 100},
-    ("dsa", "digits"): {"iterations": 40, "batch_real": 64, "outer_loop": 10, "inner_loop": 10, "cond_epochs": 100},
-    ("mtt", "digits"): {"iterations": 200, "syn_steps": 10, "max_start_epoch": 5, "expert_epochs": 2,
-                        "lr_img": 100.0, "lr_lr": 1e-5, "transition_epochs": 100},
+    ("dm", "digits"): {"iterations": 200, "batch_real": 32, "cond_epochs": 50},
+    ("dc", "digits"): {"iterations": 10, "batch_real": 32, "outer_loop": 5, "inner_loop": 5, "cond_epochs": 50},
+    ("dsa", "digits"): {"iterations": 10, "batch_real": 32, "outer_loop": 5, "inner_loop": 5, "cond_epochs": 50},
+    ("mtt", "digits"): {"iterations": 100, "syn_steps": 10, "max_start_epoch": 5, "expert_epochs": 2,
+                        "lr_img": 100.0, "transition_epochs": 50},
 }
 
 
 def resolve(method: str, dataset: str, ipc: int, stages: int, overrides: dict[str, object]) -> MethodConfig:
     """Reference defaults, then the dataset preset, then every override that is not None."""
-    if method not in METHODS:
-        raise FastDistillError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
+    if method not in PDD_BASES:
+        raise FastDistillError(f"unknown method {method!r}; use one of {', '.join(PDD_BASES)}")
+    if method == "delt" and overrides.get("iterations") is not None:
+        raise FastDistillError("--iterations does not apply to --base delt: each stage runs DELT's recover schedule "
+                               "(its dataset preset)")
     values: dict[str, object] = {"method": method, "ipc": ipc, "stages": stages}
     if method in ("dc", "dsa"):
         values["outer_loop"], values["inner_loop"] = default_loops(ipc)

@@ -107,9 +107,10 @@ class ProgressiveRun:
     def _init_stage(self) -> None:
         cfg = self.cfg
         self.method.start_stage(self.stage)
-        if cfg.init == "real":
+        new = self.method.initial_images()
+        if new is None and cfg.init == "real":
             new = self.data.init_images(cfg.ipc_stage, self.generator)
-        else:
+        elif new is None:
             shape = (self.data.num_classes, cfg.ipc_stage, *self.data.x.shape[1:])
             new = torch.randn(shape, generator=self.generator, device=self.generator.device).to(self.data.x.device)
             lo, hi = self.info.bounds(new.device)
