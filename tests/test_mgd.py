@@ -357,7 +357,7 @@ def test_hub_layout_dit_pipeline_folder_loads(tmp_path):
     assert build_tables(gen.scheduler_config, 50, "ddpm", True, 0.1, 25).variance == "learned_range"
 
 
-def test_bad_generator_inputs_are_clear_errors(dit_dir, tmp_path):
+def test_bad_generator_inputs_are_clear_errors(dit_dir, tmp_path, capsys):
     with pytest.raises(FastDistillError, match="not a folder"):
         load_generator(str(tmp_path / "missing"), None, CPU, torch.float32)
     with pytest.raises(FastDistillError, match="neither"):
@@ -375,7 +375,7 @@ def test_bad_generator_inputs_are_clear_errors(dit_dir, tmp_path):
     data_root = _imagefolder(tmp_path / "cats", ["cats", "n01440764"])
     rc = main(["mgd", "--dataset", "imagefolder", "--data-root", str(data_root), "--diffusion", str(dit_dir),
                "--no-eval", "--output", str(tmp_path / "r2")])
-    assert rc == 2  # "cats not covered by the shipped mappings"
+    assert rc == 2 and "cats not covered by the shipped mappings" in capsys.readouterr().err
 
 
 def test_missing_diffusers_is_a_clear_error(monkeypatch):
@@ -447,7 +447,7 @@ def test_train_diffusion_resumes_from_its_checkpoint(pixel_run, tmp_path):
     assert (tmp_path / "unet" / "config.json").exists() and (tmp_path / "scheduler").is_dir()
 
 
-def test_pixel_mgd_end_to_end_and_resume(pixel_run, tmp_path):
+def test_pixel_mgd_end_to_end_and_resume(pixel_run, tmp_path, capsys):
     out = tmp_path / "mgd"
     args = ["mgd", "--dataset", "digits", "--diffusion", str(pixel_run), "--ipc", "2", "--steps", "4",
             "--modes", "random", "--batch-size", "8", "--no-eval", "--output", str(out)]
@@ -466,7 +466,8 @@ def test_pixel_mgd_end_to_end_and_resume(pixel_run, tmp_path):
     unguided = torch.load(off / "distilled.pt", weights_only=True)
     assert unguided["guided_steps"] == 0 and record["guided_steps"] == 1 and not (off / "modes.pt").exists()
     assert not torch.equal(unguided["images"], record["images"])
-    assert main(args[:-1] + [str(tmp_path / "x"), "--ipc", "1000"]) == 2  # IPC larger than a class
+    assert main(args[:-1] + [str(tmp_path / "x"), "--ipc", "1000"]) == 2
+    assert "--ipc 1000 is larger than class '0'" in capsys.readouterr().err
     assert main(args[:-1] + [str(tmp_path / "z"), "--ipc", "1000", "--guidance-scale", "0"]) == 2
     assert main(["mgd", "--dataset", "digits", "--diffusion", str(pixel_run), "--vae", str(pixel_run),
                  "--no-eval", "--output", str(tmp_path / "y")]) == 2
