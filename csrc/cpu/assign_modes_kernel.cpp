@@ -71,7 +71,7 @@ struct Item {
 const char* best_isa() { return isa_table().available.front().name; }
 
 void nearest_centroids(const at::Tensor& points, const at::Tensor& centroids, const std::optional<at::Tensor>& groups,
-                       at::Tensor& index, at::Tensor& dist, at::Tensor* sums) {
+                       at::Tensor& index, at::Tensor& dist, at::Tensor* sums, at::Tensor* dots) {
   const NearestShape s = check_nearest_inputs("assign_modes", points, centroids, groups);
   const int64_t N = s.N, D = s.D, G = s.G, K = s.K;
   if (N == 0) return;
@@ -135,8 +135,9 @@ void nearest_centroids(const at::Tensor& points, const at::Tensor& centroids, co
   std::vector<double> partial(update ? slots * K * D : 0, 0.0);
   double* sums_base = update ? sums->data_ptr<double>() : nullptr;
 
-  int64_t* out_index = index.data_ptr<int64_t>();
-  float* out_dist = dist.data_ptr<float>();
+  float* out_dots = dots != nullptr ? dots->data_ptr<float>() : nullptr;
+  int64_t* out_index = out_dots == nullptr ? index.data_ptr<int64_t>() : nullptr;
+  float* out_dist = out_dots == nullptr ? dist.data_ptr<float>() : nullptr;
   // |error| of each fp32 score is at most 2 gamma_{D+2} (||x|| + ||c||max)^2 (gamma_n = n u / (1 - n u), u = 2^-24),
   // and ||x|| <= ||c_best|| + sqrt(d_best). Two scores closer than twice that bound are re-checked exactly.
   const double u = std::ldexp(1.0, -24);
@@ -158,6 +159,10 @@ void nearest_centroids(const at::Tensor& points, const at::Tensor& centroids, co
         for (int64_t p = 0; p < n; ++p) rows[p] = xbase + order[b + p] * row_bytes;
         kern.pack_points(rows, n, type, D, xpack.data());
         kern.block_dots(xpack.data(), n, cg, K, D, scratch.data(), scores.data());
+        if (out_dots != nullptr) {
+          for (int64_t p = 0; p < n; ++p) std::copy_n(scores.data() + p * K, K, out_dots + order[b + p] * K);
+          continue;
+        }
         for (int64_t p = 0; p < n; ++p) {
           float* sc = scores.data() + p * K;
           float s1 = std::numeric_limits<float>::infinity(), s2 = s1;
@@ -220,7 +225,7 @@ std::tuple<at::Tensor, at::Tensor> assign_modes_cpu(const at::Tensor& points, co
   check_nearest_inputs("assign_modes", points, centroids, groups);
   at::Tensor index = at::empty({points.size(0)}, points.options().dtype(at::kLong));
   at::Tensor dist = at::empty({points.size(0)}, points.options().dtype(at::kFloat));
-  nearest_centroids(points, centroids, groups, index, dist, nullptr);
+  nearest_centroids(points, centroids, groups, index, dist, nullptr, nullptr);
   return {index, dist};
 }
 

@@ -14,7 +14,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> kmeans_step_cpu(const
   at::Tensor index = at::empty({s.N}, points.options().dtype(at::kLong));
   at::Tensor dist = at::empty({s.N}, points.options().dtype(at::kFloat));
   at::Tensor sums = at::zeros({s.G, s.K, s.D}, points.options().dtype(at::kDouble));
-  nearest_centroids(points, centroids, groups, index, dist, &sums);
+  nearest_centroids(points, centroids, groups, index, dist, &sums, nullptr);
   at::Tensor counts = at::zeros({s.G, s.K}, points.options().dtype(at::kLong));
   const int64_t* idx = index.const_data_ptr<int64_t>();
   int64_t* cnt = counts.data_ptr<int64_t>();

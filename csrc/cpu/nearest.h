@@ -15,9 +15,10 @@ namespace fastdistill::cpu {
 // distance is always that float64 sum (rounded to float32).
 //
 // If `sums` is given ([G, K, D] float64, zero-filled) every point is also added to its centroid's row, in a fixed
-// order that does not depend on the number of threads.
+// order that does not depend on the number of threads. If `dots` is given ([N, K] float32) it receives x.c of every
+// point with every centroid of its group instead, and index / dist are not used.
 void nearest_centroids(const at::Tensor& points, const at::Tensor& centroids, const std::optional<at::Tensor>& groups,
-                       at::Tensor& index, at::Tensor& dist, at::Tensor* sums);
+                       at::Tensor& index, at::Tensor& dist, at::Tensor* sums, at::Tensor* dots);
 
 // Name of the instruction set the CPU kernels will use on this machine ("avx512", "avx2" or "generic").
 const char* best_isa();

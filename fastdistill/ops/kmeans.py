@@ -62,7 +62,7 @@ def kmeans(points: torch.Tensor, k: int, groups: torch.Tensor | None = None, ite
 
     generator = torch.Generator().manual_seed(seed)
     if init == "k-means++":
-        centroids = _kmeanspp(x, counts, offsets, k, generator)
+        centroids = _kmeanspp(x, counts, offsets, k, generator, use_cpp and not x.is_cuda)
     else:
         centroids = _random_init(x, counts, offsets, k, generator)
 
@@ -134,19 +134,39 @@ def _padded(x: torch.Tensor, counts: torch.Tensor, offsets: list[int]) -> tuple[
     """Group-sorted rows as [G, n_max, D] (a view when all groups have the same size) and the valid-row mask."""
     num_groups, longest = counts.shape[0], int(counts.max())
     valid = torch.arange(longest, device=x.device)[None, :] < counts[:, None]
+    rows = x[offsets[0]:offsets[-1]]
     if bool((counts == longest).all()):
-        return x.view(num_groups, longest, x.shape[1]), valid
+        return rows.view(num_groups, longest, x.shape[1]), valid
     padded = x.new_zeros(num_groups, longest, x.shape[1])
     for g in range(num_groups):
         padded[g, :offsets[g + 1] - offsets[g]] = x[offsets[g]:offsets[g + 1]]
     return padded, valid
 
 
-def _kmeanspp(x: torch.Tensor, counts: torch.Tensor, offsets: list[int], k: int,
-              generator: torch.Generator) -> torch.Tensor:
-    """Greedy k-means++ in every group at once: each new centre is the best of 2 + ln k candidates drawn with
-    probability proportional to the squared distance to the nearest centre so far."""
+def _kmeanspp(x: torch.Tensor, counts: torch.Tensor, offsets: list[int], k: int, generator: torch.Generator,
+              use_cpp: bool) -> torch.Tensor:
+    """Greedy k-means++ (each new centre is the best of 2 + ln k candidates drawn with probability proportional to the
+    squared distance to the nearest centre so far), for batches of groups. Every step reads all points of a batch,
+    so on the CPU a batch holds a few MB of points (it stays in cache); on CUDA it holds up to 1 GB. The dot products
+    with the candidates are a skinny matmul, which ``fastdistill::group_dots`` computes on the CPU (cpp backend)."""
+    budget = (1 << 30) if x.is_cuda else (8 << 20)
+    per_group = [(offsets[g + 1] - offsets[g]) * x.shape[1] * x.element_size() for g in range(counts.shape[0])]
+    out, g0 = [], 0
+    while g0 < counts.shape[0]:
+        g1, size = g0 + 1, per_group[g0]
+        while g1 < counts.shape[0] and size + per_group[g1] <= budget:
+            size += per_group[g1]
+            g1 += 1
+        out.append(_kmeanspp_batch(x, counts[g0:g1], offsets[g0:g1 + 1], k, generator, use_cpp))
+        g0 = g1
+    return torch.cat(out)
+
+
+def _kmeanspp_batch(x: torch.Tensor, counts: torch.Tensor, offsets: list[int], k: int, generator: torch.Generator,
+                    use_cpp: bool) -> torch.Tensor:
     xp, valid = _padded(x, counts, offsets)
+    flat = x[offsets[0]:offsets[-1]]
+    local = torch.repeat_interleave(torch.arange(counts.shape[0], device=x.device), counts)
     num_groups, longest, dim = xp.shape
     trials = 2 + int(math.log(k))
     rows = torch.arange(num_groups, device=x.device)
@@ -155,7 +175,12 @@ def _kmeanspp(x: torch.Tensor, counts: torch.Tensor, offsets: list[int], k: int,
     centroids = x.new_empty(num_groups, k, dim)
 
     def sq_dist(c: torch.Tensor) -> torch.Tensor:  # [G, n_max, T] squared distances to c [G, T, D], 0 on padding
-        d = torch.baddbmm(norms[:, :, None] + c.square().sum(2)[:, None, :], xp, c.transpose(1, 2), alpha=-2.0)
+        if use_cpp:
+            dots = torch.ops.fastdistill.group_dots(flat, c, local)
+            dots = dots.view(xp.shape[0], xp.shape[1], -1) if bool(valid.all()) else _pad_rows(dots, valid)
+        else:
+            dots = torch.bmm(xp, c.transpose(1, 2))
+        d = (norms[:, :, None] + c.square().sum(2)[:, None, :]).sub_(dots, alpha=2.0)
         return d.clamp_min_(0).mul_(valid[:, :, None])
 
     first = (torch.rand(num_groups, generator=generator, dtype=torch.float64).to(x.device) * counts).long()
@@ -174,6 +199,13 @@ def _kmeanspp(x: torch.Tensor, counts: torch.Tensor, offsets: list[int], k: int,
         closest = d[rows, :, best]
         potential = trial_potential[rows, best]
     return centroids
+
+
+def _pad_rows(rows: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Group-sorted rows [n, T] laid out as [G, n_max, T] (zeros where ``valid`` is False)."""
+    out = rows.new_zeros(*valid.shape, rows.shape[1])
+    out[valid] = rows
+    return out
 
 
 def _random_init(x: torch.Tensor, counts: torch.Tensor, offsets: list[int], k: int,
@@ -223,6 +255,11 @@ def _relocate_empty(x: torch.Tensor, offsets: list[int], index: torch.Tensor, di
 
 
 if _extension.available():
+
+    @torch.library.register_fake("fastdistill::group_dots")
+    def _group_dots_fake(points: torch.Tensor, centroids: torch.Tensor,
+                         groups: torch.Tensor | None = None) -> torch.Tensor:
+        return points.new_empty(points.shape[0], centroids.shape[-2], dtype=torch.float32)
 
     @torch.library.register_fake("fastdistill::kmeans_step")
     def _kmeans_step_fake(points: torch.Tensor, centroids: torch.Tensor, groups: torch.Tensor | None = None):
