@@ -26,7 +26,8 @@ void pack_rows(const void* const* x, int64_t n, ElemType type, int64_t D, int64_
     const int64_t rows = tiles.size(t);
     for (int64_t s = 0; s < S; ++s) {
       const int64_t d = s * Isa::W, w = D - d < Isa::W ? D - d : Isa::W;
-      for (int64_t r = 0; r < rows; ++r) Isa::store(out + (s * rows + r) * Isa::W, Isa::load_row(x[r0 + r], type, d, w));
+      for (int64_t r = 0; r < rows; ++r)
+        Isa::store(out + (s * rows + r) * Isa::W, Isa::load_row(x[r0 + r], type, d, w));
     }
     out += S * rows * Isa::W;
     r0 += rows;

@@ -287,9 +287,22 @@ void nearest_centroids(const at::Tensor& points, const at::Tensor& centroids, co
                 ")");
   }
 
-  // Error bound of an fp32 score (see cpu/assign_modes_kernel.cpp); cuBLAS may use TF32 if torch allows it.
+  // Group sizes, and whether group-sorted points of equal-sized groups already are the [G, n, D] batch of a bmm.
   const Impl want = requested_impl();
-  const bool gemm = want == Impl::gemm || (want == Impl::automatic && !groups.has_value() && x.scalar_type() == at::kFloat);
+  const bool fp32 = x.scalar_type() == at::kFloat;
+  at::Tensor counts;
+  int64_t longest = N;
+  bool batch_view = !groups.has_value();
+  if (groups.has_value() && (want == Impl::gemm || (want == Impl::automatic && fp32))) {
+    counts = at::bincount(gids, {}, G);
+    longest = counts.max().item<int64_t>();
+    batch_view = counts.min().item<int64_t>() == longest &&
+                 (N < 2 || gids.slice(0, 1).ge(gids.slice(0, 0, N - 1)).all().item<bool>());
+  }
+  // By default the cuBLAS path runs when it needs no copy of the points; the tiled kernel otherwise.
+  const bool gemm = want == Impl::gemm || (want == Impl::automatic && fp32 && batch_view);
+
+  // Error bound of an fp32 score (see cpu/assign_modes_kernel.cpp); cuBLAS may use TF32 if torch allows it.
   const double u = std::ldexp(1.0, -24);
   double gamma = (D + 2) * u / (1.0 - (D + 2) * u);
   if (gemm && at::globalContext().allowTF32CuBLAS()) gamma += std::ldexp(1.0, -9);
@@ -301,12 +314,6 @@ void nearest_centroids(const at::Tensor& points, const at::Tensor& centroids, co
   if (gemm) {
     // Scores x.c for every point against its group's centroids, then the finalize kernel reads them.
     at::Tensor dots, score_row;
-    const at::Tensor counts = groups.has_value() ? at::bincount(gids, {}, G) : at::Tensor();
-    const int64_t longest = groups.has_value() ? counts.max().item<int64_t>() : N;
-    // Group-sorted points of equal-sized groups are already the [G, n, D] batch: no copy.
-    const bool batch_view = !groups.has_value() ||
-        (counts.min().item<int64_t>() == longest &&
-         (N < 2 || gids.slice(0, 1).ge(gids.slice(0, 0, N - 1)).all().item<bool>()));
     if (batch_view) {
       dots = at::bmm(x.to(at::kFloat).view({G, longest, D}), c.transpose(1, 2));
       score_row = at::arange(N, x.options().dtype(at::kLong));
@@ -314,7 +321,8 @@ void nearest_centroids(const at::Tensor& points, const at::Tensor& centroids, co
       const at::Tensor order = at::argsort(gids, /*stable=*/true);
       const at::Tensor starts = counts.cumsum(0) - counts;
       const at::Tensor sorted_groups = gids.index_select(0, order);
-      const at::Tensor slot = sorted_groups * longest + at::arange(N, gids.options()) - starts.index_select(0, sorted_groups);
+      const at::Tensor slot =
+          sorted_groups * longest + at::arange(N, gids.options()) - starts.index_select(0, sorted_groups);
       score_row = at::empty_like(gids).index_copy_(0, order, slot);
       at::Tensor padded = at::zeros({G * longest, D}, x.options().dtype(at::kFloat));
       padded.index_copy_(0, slot, x.index_select(0, order).to(at::kFloat));
@@ -334,7 +342,7 @@ void nearest_centroids(const at::Tensor& points, const at::Tensor& centroids, co
   at::Tensor order, offsets, tile_offsets;
   if (groups.has_value()) {
     order = at::argsort(gids, /*stable=*/true);
-    const at::Tensor counts = at::bincount(gids, {}, G);
+    if (!counts.defined()) counts = at::bincount(gids, {}, G);
     offsets = at::cat({at::zeros({1}, counts.options()), counts.cumsum(0)});
     const int64_t BM = tile_bm(K);
     const at::Tensor tiles = (counts + (BM - 1)).div(BM, "floor");
