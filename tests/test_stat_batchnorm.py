@@ -68,7 +68,8 @@ def compare_swap_with_hooks(arch, image_size, n, groups, backend, device="cpu", 
                             channels_last=False):
     """Swapped model vs the hook recipe: fp32 within rtol = atol = 1e-5 (of the largest value); low precision by the
     flash-attention rule. The reference runs in float64 on CPU, and on CUDA in fp32 with the same convolutions (TF32
-    off, same memory format: cuDNN's fp32 algorithms alone can differ from float64 by more than 1e-5)."""
+    off, same memory format: cuDNN's fp32 algorithms alone can differ from float64 by more than 1e-5). Low precision
+    runs on CUDA only: the Triton interpreter rounds fp32 -> bf16 stores toward zero, not to nearest."""
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     ref_dtype = torch.float64 if device == "cpu" else torch.float32
     model = frozen_teacher(arch, image_size).to(device, memory_format=fmt)
