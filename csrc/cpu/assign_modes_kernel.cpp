@@ -148,6 +148,8 @@ void nearest_centroids(const at::Tensor& points, const at::Tensor& centroids, co
                    [&](int64_t i0, int64_t i1) {
     std::vector<float> scores(kBlockPoints * K), xpack(kBlockPoints * Dp), scratch(kBlockPoints * K * kern.lanes);
     const void* rows[kBlockPoints];
+    const void* next[kBlockPoints];        // the points of the next block, prefetched while this one is packed
+    const int64_t range_end = items[i1 - 1].end;  // items cover the group-sorted points in order
     for (int64_t it = i0; it < i1; ++it) {
       const Item& item = items[it];
       const int64_t g = item.group;
@@ -156,28 +158,19 @@ void nearest_centroids(const at::Tensor& points, const at::Tensor& centroids, co
       double* acc = !update ? nullptr : item.slot < 0 ? sums_base + g * K * D : partial.data() + item.slot * K * D;
       for (int64_t b = item.begin; b < item.end; b += kBlockPoints) {
         const int64_t n = std::min(kBlockPoints, item.end - b);
+        const int64_t ahead = std::min(kBlockPoints, range_end - b - n);
         for (int64_t p = 0; p < n; ++p) rows[p] = xbase + order[b + p] * row_bytes;
+        for (int64_t p = 0; p < ahead; ++p) next[p] = xbase + order[b + n + p] * row_bytes;
         kern.pack_points(rows, n, type, D, xpack.data());
-        kern.block_dots(xpack.data(), n, cg, K, D, scratch.data(), scores.data());
+        kern.block_dots(xpack.data(), n, cg, K, D, scratch.data(), scores.data(), next, ahead, row_bytes);
         if (out_dots != nullptr) {
           for (int64_t p = 0; p < n; ++p) std::copy_n(scores.data() + p * K, K, out_dots + order[b + p] * K);
           continue;
         }
         for (int64_t p = 0; p < n; ++p) {
           float* sc = scores.data() + p * K;
-          float s1 = std::numeric_limits<float>::infinity(), s2 = s1;
-          int64_t best = 0;
-          for (int64_t k = 0; k < K; ++k) {
-            const float sk = cn[k] - 2.f * sc[k];
-            sc[k] = sk;
-            if (sk < s1) {
-              s2 = s1;
-              s1 = sk;
-              best = k;
-            } else if (sk < s2) {
-              s2 = sk;
-            }
-          }
+          float s1, s2;
+          int64_t best = kern.top2(cn, sc, K, &s1, &s2);
           int64_t xs, cs;
           const float* xp = panel_row(xpack.data(), n, kern.point_tile, p, D, W, &xs);
           const float* cp = panel_row(cg, K, kern.centroid_tile, best, D, W, &cs);

@@ -54,6 +54,7 @@ struct Isa {
   static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
   static float hsum(V v) { return hsum_ps(v); }
   static V load_row(const void* x, ElemType type, int64_t d, int64_t n) { return load_any(x, type, d, n); }
+  static void prefetch(const char* p) { _mm_prefetch(p, _MM_HINT_T1); }
 };
 
 #include "cpu/nearest_panels.h"
@@ -105,7 +106,8 @@ void accumulate(const float* x, int64_t xs, double* acc, int64_t D) {
 
 namespace fastdistill::cpu {
 bool avx2_kernels(IsaKernels* out) {
-  *out = IsaKernels{"avx2", Isa::W, Isa::kP, Isa::kJ, pack_points, pack_centroids, block_dots, sqdist, accumulate};
+  *out = IsaKernels{"avx2",         Isa::W,       Isa::kP, Isa::kJ, pack_points, pack_centroids, block_dots,
+                    top2_scalar, sqdist, accumulate};
   return true;
 }
 }  // namespace fastdistill::cpu

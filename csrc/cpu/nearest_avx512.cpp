@@ -47,6 +47,7 @@ struct Isa {
   static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
   static float hsum(V v) { return _mm512_reduce_add_ps(v); }
   static V load_row(const void* x, ElemType type, int64_t d, int64_t n) { return load_any(x, type, d, n); }
+  static void prefetch(const char* p) { _mm_prefetch(p, _MM_HINT_T1); }
 };
 
 #include "cpu/nearest_panels.h"
@@ -73,6 +74,38 @@ double sqdist(const float* x, int64_t xs, const float* c, int64_t cs, int64_t S)
   return _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(a0, a2), _mm512_add_pd(a1, a3)));
 }
 
+// min(v, m) keeps m where v is NaN, so NaN scores are never the best (as in the scalar version).
+int64_t top2(const float* cnorm, float* scores, int64_t K, float* s1, float* s2) {
+  const __m512 two = _mm512_set1_ps(2.f), inf = _mm512_set1_ps(__builtin_inff());
+  __m512 low = inf;
+  for (int64_t k = 0; k < K; k += 16) {
+    const __mmask16 m = first_n(K - k < 16 ? K - k : 16);
+    const __m512 v = _mm512_fnmadd_ps(two, _mm512_maskz_loadu_ps(m, scores + k), _mm512_maskz_loadu_ps(m, cnorm + k));
+    _mm512_mask_storeu_ps(scores + k, m, v);
+    low = _mm512_mask_min_ps(low, m, v, low);
+  }
+  const float best_value = _mm512_reduce_min_ps(low);
+  int64_t best = 0;
+  for (int64_t k = 0; k < K; k += 16) {
+    const __mmask16 m = first_n(K - k < 16 ? K - k : 16);
+    const __mmask16 hit =
+        _mm512_mask_cmp_ps_mask(m, _mm512_maskz_loadu_ps(m, scores + k), _mm512_set1_ps(best_value), _CMP_EQ_OQ);
+    if (hit != 0) {
+      best = k + __builtin_ctz(hit);
+      break;
+    }
+  }
+  __m512 second = inf;
+  for (int64_t k = 0; k < K; k += 16) {
+    __mmask16 m = first_n(K - k < 16 ? K - k : 16);
+    if (best >= k && best < k + 16) m = static_cast<__mmask16>(m & ~(1u << (best - k)));
+    second = _mm512_mask_min_ps(second, m, _mm512_maskz_loadu_ps(m, scores + k), second);
+  }
+  *s1 = best_value;
+  *s2 = _mm512_reduce_min_ps(second);
+  return best;
+}
+
 void accumulate(const float* x, int64_t xs, double* acc, int64_t D) {
   for (int64_t s = 0, d = 0; d < D; ++s, d += 16) {
     const __mmask16 m = first_n(D - d < 16 ? D - d : 16);
@@ -95,7 +128,8 @@ void accumulate(const float* x, int64_t xs, double* acc, int64_t D) {
 
 namespace fastdistill::cpu {
 bool avx512_kernels(IsaKernels* out) {
-  *out = IsaKernels{"avx512", Isa::W, Isa::kP, Isa::kJ, pack_points, pack_centroids, block_dots, sqdist, accumulate};
+  *out = IsaKernels{"avx512",       Isa::W, Isa::kP, Isa::kJ, pack_points, pack_centroids, block_dots, top2, sqdist,
+                    accumulate};
   return true;
 }
 }  // namespace fastdistill::cpu

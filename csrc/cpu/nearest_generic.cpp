@@ -2,6 +2,8 @@
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 
+#include <limits>
+
 #include "cpu/nearest_isa.h"
 
 namespace fastdistill::cpu {
@@ -47,6 +49,7 @@ struct Isa {
     for (int64_t l = 0; l < n; ++l) r.v[l] = to_float(x, type, d + l);
     return r;
   }
+  static void prefetch(const char* p) { __builtin_prefetch(p, 0, 2); }
 };
 
 #include "cpu/nearest_panels.h"
@@ -69,6 +72,25 @@ void accumulate(const float* x, int64_t xs, double* acc, int64_t D) {
 
 }  // namespace
 
+int64_t top2_scalar(const float* cnorm, float* scores, int64_t K, float* s1, float* s2) {
+  float low = std::numeric_limits<float>::infinity(), second = low;
+  int64_t best = 0;
+  for (int64_t k = 0; k < K; ++k) {
+    const float v = cnorm[k] - 2.f * scores[k];
+    scores[k] = v;
+    if (v < low) {
+      second = low;
+      low = v;
+      best = k;
+    } else if (v < second) {
+      second = v;
+    }
+  }
+  *s1 = low;
+  *s2 = second;
+  return best;
+}
+
 const float* panel_row(const float* pack, int64_t n, int64_t cap, int64_t r, int64_t D, int64_t W, int64_t* stride) {
   const int64_t count = (n + cap - 1) / cap, base = n / count, extra = n % count, big = extra * (base + 1);
   const int64_t rows = r < big ? base + 1 : base;
@@ -78,7 +100,8 @@ const float* panel_row(const float* pack, int64_t n, int64_t cap, int64_t r, int
 }
 
 void generic_kernels(IsaKernels* out) {
-  *out = IsaKernels{"generic", Isa::W, Isa::kP, Isa::kJ, pack_points, pack_centroids, block_dots, sqdist, accumulate};
+  *out = IsaKernels{"generic",      Isa::W,       Isa::kP, Isa::kJ, pack_points, pack_centroids, block_dots,
+                    top2_scalar, sqdist, accumulate};
 }
 
 }  // namespace fastdistill::cpu

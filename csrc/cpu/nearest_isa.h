@@ -29,15 +29,21 @@ struct IsaKernels {
   // Packs K fp32 rows of c (K x D, row-major) into out (K * round_up(D, W) floats).
   void (*pack_centroids)(const float* c, int64_t K, int64_t D, float* out);
   // scores[p * K + k] = dot(point p, centroid k), fp32 accumulation, for packed n points and K centroids; `scratch`
-  // holds n * K * W floats.
+  // holds n * K * W floats. Meanwhile the n_ahead rows `ahead` (row_bytes each: the next block) are prefetched.
   void (*block_dots)(const float* xpack, int64_t n, const float* cpack, int64_t K, int64_t D, float* scratch,
-                     float* scores);
+                     float* scores, const void* const* ahead, int64_t n_ahead, int64_t row_bytes);
+  // In place scores[k] = cnorm[k] - 2 scores[k]; returns the first index of the smallest, the smallest and the
+  // second smallest value (equal to the smallest on a tie).
+  int64_t (*top2)(const float* cnorm, float* scores, int64_t K, float* s1, float* s2);
   // sum_d (x[d] - c[d])^2 accumulated in float64, for one packed point row and one packed centroid row (located with
   // panel_row: S = round_up(D, W) / W steps, consecutive steps `stride` floats apart).
   double (*sqdist)(const float* x, int64_t x_stride, const float* c, int64_t c_stride, int64_t S);
   // acc[d] += x[d] in float64 for d < D, x a packed point row.
   void (*accumulate)(const float* x, int64_t x_stride, double* acc, int64_t D);
 };
+
+// Portable top2 (see IsaKernels::top2).
+int64_t top2_scalar(const float* cnorm, float* scores, int64_t K, float* s1, float* s2);
 
 // Where row r of n rows packed in balanced tiles of at most `cap` rows starts, and its step stride.
 const float* panel_row(const float* pack, int64_t n, int64_t cap, int64_t r, int64_t D, int64_t W, int64_t* stride);

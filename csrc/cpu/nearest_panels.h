@@ -3,8 +3,8 @@
 // Included by nearest_{avx512,avx2,generic}.cpp *inside* an anonymous namespace (and, for the SIMD ones, inside their
 // target-pragma region) after `Isa` is defined, so every instantiation is private to that translation unit. It
 // includes nothing on purpose. `Isa` provides: W (fp32 lanes), kP / kJ (points / centroids per register tile), a
-// vector type V with zero, load, store, fma, hsum, and load_row(x, type, d, n) -> V (n <= W elements of row x from d,
-// converted to fp32, zero-filled).
+// vector type V with zero, load, store, fma, hsum, load_row(x, type, d, n) -> V (n <= W elements of row x from d,
+// converted to fp32, zero-filled) and prefetch(address) (into L2).
 
 struct Tiles {  // balanced split of n rows into `count` tiles whose sizes differ by at most one
   int64_t count, base, extra;
@@ -24,10 +24,11 @@ void pack_rows(const void* const* x, int64_t n, ElemType type, int64_t D, int64_
   const Tiles tiles = split(n, cap);
   for (int64_t t = 0, r0 = 0; t < tiles.count; ++t) {
     const int64_t rows = tiles.size(t);
-    for (int64_t s = 0; s < S; ++s) {
-      const int64_t d = s * Isa::W, w = D - d < Isa::W ? D - d : Isa::W;
-      for (int64_t r = 0; r < rows; ++r)
+    for (int64_t r = 0; r < rows; ++r) {  // one row at a time: a sequential stream for the hardware prefetcher
+      for (int64_t s = 0; s < S; ++s) {
+        const int64_t d = s * Isa::W, w = D - d < Isa::W ? D - d : Isa::W;
         Isa::store(out + (s * rows + r) * Isa::W, Isa::load_row(x[r0 + r], type, d, w));
+      }
     }
     out += S * rows * Isa::W;
     r0 += rows;
@@ -100,10 +101,15 @@ MicroFn pick(int64_t p, int64_t j) {
 }
 
 // Chunks of D outside, then centroid tiles, then point tiles: a centroid panel chunk is reused by every point tile of
-// the block. `acc` holds n * K * W floats.
-void block_dots(const float* xpack, int64_t n, const float* cpack, int64_t K, int64_t D, float* acc, float* scores) {
+// the block. `acc` holds n * K * W floats. The next block's rows (`ahead`, 64-byte lines) are prefetched into L2 a
+// few lines per micro-kernel call, so that reading them from memory overlaps this block's arithmetic.
+void block_dots(const float* xpack, int64_t n, const float* cpack, int64_t K, int64_t D, float* acc, float* scores,
+                const void* const* ahead, int64_t n_ahead, int64_t row_bytes) {
   const int64_t S = steps(D), Dp = S * Isa::W;
   const Tiles pt = split(n, Isa::kP), ct = split(K, Isa::kJ);
+  const int64_t lines = (row_bytes + 63) / 64, calls = ((S + kChunkSteps - 1) / kChunkSteps) * ct.count * pt.count;
+  const int64_t per_call = (n_ahead * lines + calls - 1) / calls;
+  int64_t next = 0;  // lines prefetched so far, row-major over `ahead`
   for (int64_t s0 = 0; s0 < S; s0 += kChunkSteps) {
     const int64_t len = S - s0 < kChunkSteps ? S - s0 : kChunkSteps;
     const bool first = s0 == 0, last = s0 + len == S;
@@ -111,6 +117,8 @@ void block_dots(const float* xpack, int64_t n, const float* cpack, int64_t K, in
       const int64_t J = ct.size(c);
       for (int64_t t = 0, r0 = 0; t < pt.count; ++t) {
         const int64_t P = pt.size(t);
+        for (int64_t end = next + per_call; next < end && next < n_ahead * lines; ++next)
+          Isa::prefetch(static_cast<const char*>(ahead[next / lines]) + (next % lines) * 64);
         pick<Isa::kP>(P, J)(xpack + r0 * Dp + s0 * P * Isa::W, cpack + k0 * Dp + s0 * J * Isa::W, len,
                             acc + (r0 * K + k0 * P) * Isa::W, first, last, scores + r0 * K + k0, K);
         r0 += P;
