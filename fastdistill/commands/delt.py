@@ -6,6 +6,7 @@ import argparse
 
 from fastdistill.commands._common import add_dataset_arguments, add_run_arguments, positive_int, resolve_device
 from fastdistill.data import load_dataset
+from fastdistill.errors import FastDistillError
 from fastdistill.eval.harness import evaluate_distilled, write_results
 from fastdistill.pipelines.delt.config import MODES, DELTConfig, validate
 from fastdistill.pipelines.delt.pipeline import run_delt
@@ -62,6 +63,10 @@ def run(args: argparse.Namespace) -> int:
         backend=args.backend, teacher_arch=args.teacher_arch, seed=args.seed)
     validate(cfg)
     ds = load_dataset(args.dataset, args.data_root, args.download, args.image_size)
+    smallest = int(ds.train.counts(ds.info.num_classes).min())
+    if cfg.ipc > smallest:
+        raise FastDistillError(f"--ipc {cfg.ipc} is larger than the smallest class of {ds.info.name} ({smallest} "
+                               f"training images); use --ipc {smallest} or fewer")
     run_dir = prepare_run_dir(args.output, f"delt-{args.dataset}", args.resume)
     teacher = args.teacher or str(run_dir / "teacher")  # without --teacher, one is trained into the run
     config = {**args_to_dict(args), **cfg.to_dict(), "teacher": teacher}
