@@ -49,7 +49,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=["auto", "torch", "triton"], default=None, help="kernel backend")
     p.add_argument("--no-eval", action="store_true", help="skip the evaluation at the end")
     p.add_argument("--eval-seeds", type=positive_int, default=3, help="students per evaluated set")
-    p.add_argument("--eval-epochs", type=positive_int, default=None, help="student epochs (default per protocol)")
+    p.add_argument("--eval-epochs", type=positive_int, default=None,
+                   help="student epochs (default per dataset and protocol)")
+    p.add_argument("--eval-protocols", default=None,
+                   help="comma-separated subset of hard,soft (default per dataset: hard,soft; fashion-mnist: soft)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
         min_iterations=args.min_iterations, lr=args.lr, r_bn=args.r_bn, first_bn_multiplier=args.first_bn_multiplier,
         jitter=args.jitter, crop=args.crop, milestone=args.milestone, crop_floor=args.crop_floor, flip=args.flip,
         batch_size=args.batch_size, selection=args.selection, mode=args.mode, groups_per_launch=args.groups_per_launch,
-        backend=args.backend, teacher_arch=args.teacher_arch, seed=args.seed)
+        backend=args.backend, teacher_arch=args.teacher_arch, eval_protocols=args.eval_protocols,
+        eval_epochs=args.eval_epochs, seed=args.seed)
     validate(cfg)
     ds = load_dataset(args.dataset, args.data_root, args.download, args.image_size)
     smallest = int(ds.train.counts(ds.info.num_classes).min())
@@ -80,9 +84,10 @@ def run(args: argparse.Namespace) -> int:
           f"{s['image_iterations']:,} image-iterations ({saving:.1f}% fewer than without EarlyLate) -> {run_dir}")
     if not args.no_eval:
         record = load_distilled(run_dir)
+        protocols = [p.strip() for p in cfg.eval_protocols.split(",") if p.strip()]
         results = evaluate_distilled(record["images"], record["labels"], ds, teacher=out["teacher"],
-                                     seeds=args.eval_seeds, base_seed=args.seed, epochs=args.eval_epochs,
-                                     device=device)
+                                     protocols=protocols, seeds=args.eval_seeds, base_seed=args.seed,
+                                     epochs=cfg.eval_epochs, device=device)
         results["run"] = str(run_dir)
         write_results(run_dir, results)
     return 0

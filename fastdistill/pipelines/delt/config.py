@@ -15,7 +15,7 @@ PRESETS: dict[str, dict[str, object]] = {
     "digits": {"ipc": 10, "iterations": 1000, "round_iterations": 125, "lr": 0.05, "r_bn": 0.01, "crop_floor": 0.5,
                "flip": False, "teacher_arch": "convnet3-bn"},
     "fashion-mnist": {"ipc": 10, "iterations": 1000, "round_iterations": 125, "lr": 0.05, "r_bn": 0.01,
-                      "crop_floor": 0.5, "teacher_arch": "convnet3-bn"},
+                      "crop_floor": 0.5, "teacher_arch": "convnet3-bn", "eval_protocols": "soft", "eval_epochs": 100},
     "mnist": {"ipc": 10, "iterations": 1000, "round_iterations": 125, "lr": 0.05, "r_bn": 0.01, "crop_floor": 0.5,
               "flip": False, "teacher_arch": "convnet3-bn"},
 }
@@ -46,6 +46,8 @@ class DELTConfig:
     groups_per_launch: int = 0
     backend: str = "auto"
     teacher_arch: str = "convnet3-bn"
+    eval_protocols: str = "hard,soft"
+    eval_epochs: int | None = None
     seed: int = 0
 
     @classmethod
