@@ -54,7 +54,11 @@ def _timed(benchmark, device: str, fn) -> None:
         fn()
         _sync(device)
 
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     benchmark.pedantic(call, rounds=3, iterations=1, warmup_rounds=1)
+    if device == "cuda":
+        benchmark.extra_info["peak_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -19,6 +19,14 @@ from fastdistill.utils.io import write_json
 from fastdistill.utils.rundir import args_to_dict, check_resume_config, prepare_run_dir, write_config
 from fastdistill.utils.seed import generator
 
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
 # Flags that map onto MethodConfig fields (None = take the preset).
 _SETTINGS: list[tuple[str, type, str]] = [
     ("iterations", positive_int, "outer iterations per stage"),
@@ -26,7 +34,7 @@ _SETTINGS: list[tuple[str, type, str]] = [
     ("init", str, "initial images: real | noise"),
     ("lr_img", float, "image learning rate (SGD, momentum 0.5)"),
     ("batch_real", positive_int, "real images per class per matching step (DM, DC, DSA)"),
-    ("pool", positive_int, "PDD: networks conditioned on the union for DM/DC/DSA"),
+    ("pool", non_negative_int, "PDD: networks conditioned on the union for DM/DC/DSA (0: random networks)"),
     ("cond_epochs", positive_int, "PDD: epochs the pool trains on each union"),
     ("outer_loop", positive_int, "DC/DSA: image steps per iteration"),
     ("inner_loop", positive_int, "DC/DSA: network epochs on the synthetic set between image steps"),
@@ -103,9 +111,9 @@ def run_matching(args: argparse.Namespace, command: str, method: str, stages: in
     print(f"outputs: {run_dir}")
     if args.no_eval:
         return 0
-    rows = evaluate_progressive(record, dataset, seeds=list(range(args.eval_seeds)), epochs=args.eval_epochs,
-                                arch=args.eval_arch, device=device, progress=not args.quiet)
+    rows, raw = evaluate_progressive(record, dataset, seeds=args.eval_seeds, epochs=args.eval_epochs,
+                                     arch=args.eval_arch, device=device, progress=not args.quiet)
     write_json(run_dir / "results.json", {"protocol": "hard", "arch": args.eval_arch, "seeds": args.eval_seeds,
-                                          "rows": [r.to_dict() for r in rows]})
+                                          "rows": [r.to_dict() for r in rows], "harness": raw})
     print("\n" + format_rows(rows))
     return 0

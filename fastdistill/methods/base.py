@@ -56,7 +56,8 @@ class Method(ABC):
 
 class PooledMethod(Method):
     """DM / DC / DSA under PDD: stage 1 matches with fresh random networks; after stage i a pool of networks trains on
-    U_i (continuing from its state after U_{i-1}), and stage i+1 draws its networks from that pool."""
+    U_i (continuing from its state after U_{i-1}), and stage i+1 draws its networks from that pool. ``pool = 0``
+    turns the conditioning off (fresh random networks at every stage: only the frozen union conditions)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -75,6 +76,8 @@ class PooledMethod(Method):
 
     def transition(self, stage: int, x: torch.Tensor, y: torch.Tensor, progress: bool) -> None:
         cfg = self.cfg
+        if cfg.pool == 0:
+            return
         start = self.pool if self.pool is not None else self.fm.random_inits(cfg.pool, self.generator)
         self.pool = train_networks(self.fm, start, x, y, cfg.cond_epochs, lr=cfg.cond_lr, momentum=0.9,
                                    weight_decay=5e-4, batch_size=256, dsa=self.dsa, halve_at=True,

@@ -85,11 +85,12 @@ def load_buffer(folder: str | Path | None, info: DatasetInfo, arch: str, fm: Fla
 
 
 def regenerate(fm: FlatModel, starts: torch.Tensor, x: torch.Tensor, y: torch.Tensor, data: RealData,
-               cfg: MethodConfig, *, lr_union: float, generator: torch.Generator, dsa: DSAConfig | None,
-               progress: bool) -> torch.Tensor:
+               cfg: MethodConfig, *, lr_union: float, real_batch: int, generator: torch.Generator,
+               dsa: DSAConfig | None, progress: bool) -> torch.Tensor:
     """PDD+MTT transition: train every expert from ``starts [E, P]`` on the union for ``transition_epochs`` epochs
     (SGD lr ``lr_union``, momentum 0.9, wd 5e-4, x0.1 at half, DSA, batch 256), then record it for
-    ``max_start_epoch + expert_epochs + 1`` epochs on real data (lr_teacher, no momentum): ``[E, L, P]`` on the CPU."""
+    ``max_start_epoch + expert_epochs + 1`` epochs on real data as the buffer was made (lr_teacher, no momentum,
+    batch ``real_batch``): ``[E, L, P]`` on the CPU."""
     experts = starts.shape[0]
     real_epochs = cfg.max_start_epoch + cfg.expert_epochs + 1
     with tqdm(total=(cfg.transition_epochs + real_epochs) * experts, desc="transition", unit="ep",
@@ -97,6 +98,6 @@ def regenerate(fm: FlatModel, starts: torch.Tensor, x: torch.Tensor, y: torch.Te
         conditioned = train_networks(fm, starts, x, y, cfg.transition_epochs, lr=lr_union, momentum=0.9,
                                      weight_decay=5e-4, batch_size=256, dsa=dsa, halve_at=True, generator=generator,
                                      chunk=cfg.experts_parallel, on_epoch=bar.update)
-        return train_networks(fm, conditioned, data.x, data.y, real_epochs, lr=cfg.lr_teacher, batch_size=256,
+        return train_networks(fm, conditioned, data.x, data.y, real_epochs, lr=cfg.lr_teacher, batch_size=real_batch,
                               dsa=dsa, generator=generator, record=True, chunk=cfg.experts_parallel,
                               on_epoch=bar.update)

@@ -108,6 +108,7 @@ class MTT(Method):
     def __init__(self, *args, buffer: Buffer, **kwargs):
         super().__init__(*args, **kwargs)
         self.trajectories = buffer.trajectories.to(self.data.x.device)
+        self.real_batch = int(buffer.meta.get("batch_size", 256))
         self.trajectories_file: str | None = None
         needed = self.cfg.max_start_epoch + self.cfg.expert_epochs
         if buffer.epochs < needed:
@@ -148,8 +149,8 @@ class MTT(Method):
         """PDD+MTT: every expert trains on the union from slot 0 of its trajectory (lr = the learned α), then on real
         data; the recorded run replaces the buffer for the next stage."""
         trajectories = regenerate(self.fm, self.trajectories[:, 0], x, y, self.data, self.cfg,
-                                  lr_union=float(self.syn_lr.detach()), generator=self.generator, dsa=self.dsa,
-                                  progress=progress)
+                                  lr_union=float(self.syn_lr.detach()), real_batch=self.real_batch,
+                                  generator=self.generator, dsa=self.dsa, progress=progress)
         self.trajectories_file = f"trajectories_stage{stage + 1}.pt"
         torch_save(self.workdir / self.trajectories_file, trajectories)
         self.trajectories = trajectories.to(self.data.x.device)

@@ -1,27 +1,26 @@
-"""Evaluation of a progressive distilled set with the hard-label harness, honest about compute.
+"""Evaluation of a progressive distilled set with the harness (hard labels), honest about compute.
 
-Rows (mean ± std of test top-1 over seeds, each with the epochs and SGD steps it used):
-- ``progressive``: one student trained on U_1, then U_2, ..., U_P, ``E`` epochs each, optimizer state carried, LR x0.1
-  at half of every stage, stage i at its own LR (MTT: the learned α; otherwise the protocol's) — PDD's protocol;
-- ``union, equal epochs``: the same student trained on U_P alone for P·E epochs;
-- ``union, equal steps``: U_P alone for as many epochs as give the progressive run's number of SGD steps;
-- ``union, E epochs``: U_P alone with the standard protocol (what a one-stage method gets);
-- ``random real``: a random real subset with U_P's per-class counts, E epochs (and P·E epochs when P > 1).
-With P = 1 only the distilled set and the random real subset are trained (E epochs).
+Every row trains students on the distilled set and on a seeded random real subset with the same labels, under the
+same budget (:func:`fastdistill.eval.evaluate_distilled`):
+- ``progressive``: U_1, then U_2, ..., U_P, ``E`` epochs each, optimizer state carried, LR x0.1 at half of every
+  stage, stage i at its own LR (MTT: the learned α; otherwise the protocol's) — PDD's protocol; the random subset
+  gets the same stage structure;
+- ``union, equal epochs``: U_P alone for P·E epochs;
+- ``union, equal steps``: U_P alone for as many epochs as give the progressive run's SGD steps;
+- ``union, E ep``: U_P alone with the standard protocol (what a one-stage method gets).
+Budgets that coincide (small sets take one step per epoch) are trained once. With P = 1 only the standard row.
 """
 
 from __future__ import annotations
 
 import math
-import statistics
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
 import torch
 
 from fastdistill.data.base import Dataset
+from fastdistill.eval import evaluate_distilled
 from fastdistill.eval.protocols import make_protocol
-from fastdistill.eval.trainer import StudentTrainer
-from fastdistill.utils.seed import generator
 
 
 @dataclass
@@ -29,89 +28,55 @@ class Row:
     name: str
     epochs: int
     steps: int
-    accuracies: list[float] = field(default_factory=list)
-
-    @property
-    def mean(self) -> float:
-        return statistics.fmean(self.accuracies)
-
-    @property
-    def std(self) -> float:
-        return statistics.pstdev(self.accuracies) if len(self.accuracies) > 1 else 0.0
+    distilled: tuple[float, float]
+    random_real: tuple[float, float]
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "mean": self.mean, "std": self.std}
+        return {"name": self.name, "epochs": self.epochs, "steps": self.steps,
+                "distilled": {"mean": self.distilled[0], "std": self.distilled[1]},
+                "random_real": {"mean": self.random_real[0], "std": self.random_real[1]}}
 
 
-def random_real_subset(dataset: Dataset, labels: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random real training images with the same per-class counts as ``labels`` (seeded)."""
-    g = generator(seed)
-    counts = torch.bincount(labels, minlength=dataset.info.num_classes).tolist()
-    idx = [dataset.train.class_indices(c)[torch.randperm(len(dataset.train.class_indices(c)), generator=g)[:n]]
-           for c, n in enumerate(counts) if n]
-    order = torch.cat(idx)
-    return dataset.train.images[order], dataset.train.labels[order]
-
-
-def train_progressive(trainer: StudentTrainer, images: torch.Tensor, labels: torch.Tensor, stage: torch.Tensor,
-                      lrs: list[float | None], epochs: int, progress: bool = False) -> None:
-    """PDD's schedule: ``epochs`` on U_1 = stage 1, then on U_2 = stages 1-2, ...; the optimizer state carries over."""
-    for i in range(1, int(stage.max()) + 1):
-        mask = stage <= i
-        trainer.fit(images[mask], labels[mask], epochs=epochs, lr=lrs[i - 1], progress=progress,
-                    desc=f"eval stage {i}")
-
-
-def evaluate_progressive(record: dict, dataset: Dataset, *, seeds: list[int], epochs: int | None = None,
+def evaluate_progressive(record: dict, dataset: Dataset, *, seeds: int = 3, epochs: int | None = None,
                          arch: str = "convnet3", device: torch.device | str = "cpu",
-                         progress: bool = False) -> list[Row]:
-    """Train students on the distilled ``record`` (``images``, ``labels``, ``stage``, ``eval_lr``) as listed above."""
-    info = dataset.info
+                         progress: bool = False) -> tuple[list[Row], dict]:
+    """The rows above for ``record`` (``images``, ``labels``, ``stage``, ``eval_lr``); also the harness outputs."""
     images, labels = record["images"], record["labels"]
     stage = record.get("stage", torch.ones_like(labels))
     stages = int(stage.max())
     lrs = list(record.get("eval_lr") or [None] * stages)
-    protocol = make_protocol("hard", info, images.shape[0], epochs=epochs)
+    protocol = make_protocol("hard", dataset.info, images.shape[0], epochs=epochs)
     e = protocol.epochs
+    raw: dict[str, dict] = {}
 
-    def trainer(seed: int) -> StudentTrainer:
-        return StudentTrainer(info, protocol, student=arch, seed=seed, device=device)
+    def run(name: str, ep: int, stage_ids: torch.Tensor, stage_lrs: list[float | None]) -> Row:
+        key = f"{ep}/{stage_ids.max()}"
+        if key not in raw:
+            raw[key] = evaluate_distilled(images, labels, dataset, protocols=("hard",), seeds=seeds, epochs=ep,
+                                          student=arch, device=device, stages=stage_ids, stage_lrs=stage_lrs,
+                                          progress=progress, log=lambda _: None)
+        hard = raw[key]["protocols"]["hard"]
+        d, r = hard["distilled"], hard["random_real"]
+        return Row(name, d["runs"][0]["epochs"], d["runs"][0]["steps"], (d["mean"], d["std"]), (r["mean"], r["std"]))
 
-    def steps_per_epoch(n: int) -> int:
-        return math.ceil(n / min(protocol.batch_size, n))
-
-    rows: dict[str, Row] = {}
-
-    def add(name: str, epochs_used: int, steps: int, acc: float) -> None:
-        rows.setdefault(name, Row(name, epochs_used, steps)).accuracies.append(acc)
-
-    for seed in seeds:
-        t = trainer(seed)
-        train_progressive(t, images, labels, stage, lrs, e, progress=progress)
-        name = f"distilled, {e} ep" if stages == 1 else f"progressive, {stages}x{e} ep"
-        add(name, t.epochs_done, t.steps, t.accuracy(dataset.test))
-        if stages > 1:
-            equal_steps = math.ceil(t.steps / steps_per_epoch(len(labels)))
-            budgets = [(f"union, equal epochs ({stages * e} ep)", stages * e),
-                       (f"union, equal steps ({equal_steps} ep)", equal_steps), (f"union, {e} ep", e)]
-            done: dict[int, tuple[int, float]] = {}  # epochs -> (steps, accuracy): equal budgets train once
-            for name, ep in budgets:
-                if ep not in done:
-                    u = trainer(seed)
-                    u.fit(images, labels, epochs=ep, lr=lrs[-1], progress=progress, desc=f"eval seed {seed} union")
-                    done[ep] = (u.steps, u.accuracy(dataset.test))
-                add(name, ep, *done[ep])
-        real_x, real_y = random_real_subset(dataset, labels, seed)
-        for ep in sorted({e, stages * e}):
-            r = trainer(seed)
-            r.fit(real_x, real_y, epochs=ep, progress=progress, desc=f"eval seed {seed} random real")
-            add(f"random real, {ep} ep", r.epochs_done, r.steps, r.accuracy(dataset.test))
-    return list(rows.values())
+    one_stage = torch.ones_like(labels)
+    if stages == 1:
+        return [run(f"distilled, {e} ep", e, one_stage, lrs[-1:])], raw
+    rows = [run(f"progressive, {stages}x{e} ep", e, stage, lrs)]
+    steps_per_epoch = math.ceil(len(labels) / min(protocol.batch_size, len(labels)))
+    equal_steps = math.ceil(rows[0].steps / steps_per_epoch)
+    rows.append(run(f"union, equal epochs ({stages * e} ep)", stages * e, one_stage, lrs[-1:]))
+    rows.append(run(f"union, equal steps ({equal_steps} ep)", equal_steps, one_stage, lrs[-1:]))
+    rows.append(run(f"union, {e} ep", e, one_stage, lrs[-1:]))
+    return rows, raw
 
 
 def format_rows(rows: list[Row]) -> str:
     width = max(len(r.name) for r in rows)
-    lines = [f"{'student trained on':<{width}}  {'top-1 %':>14}  {'epochs':>6}  {'steps':>6}"]
+    head = f"{'distilled %':>13}  {'random real %':>13}  {'epochs':>6}  {'steps':>6}"
+    lines = [f"{'students trained on':<{width}}  {head}"]
     for r in rows:
-        lines.append(f"{r.name:<{width}}  {r.mean:>7.2f} ± {r.std:<4.2f}  {r.epochs:>6}  {r.steps:>6}")
+        d, q = r.distilled, r.random_real
+        lines.append(f"{r.name:<{width}}  {d[0]:>6.2f} ± {d[1]:<4.2f}  {q[0]:>6.2f} ± {q[1]:<4.2f}  {r.epochs:>6}  "
+                     f"{r.steps:>6}")
     return "\n".join(lines)
