@@ -85,6 +85,8 @@ void nearest_centroids(const at::Tensor& points, const at::Tensor& centroids, co
 
   // Packed centroid panels, ||c||^2 (computed in float64, used in fp32) and the largest centroid norm of each group.
   const int64_t W = kern.lanes, S = (D + W - 1) / W, Dp = S * W;
+  // fp32 rows whose length is a multiple of W are read in place; others are converted and padded into panels.
+  const bool in_place = type == ElemType::f32 && D % W == 0;
   std::vector<float> cpack(G * K * Dp), cnorm(G * K);
   std::vector<double> cmax(G, 0.0);
   // Grain sizes keep small problems on the calling thread (a parallel region costs more than they do).
@@ -148,6 +150,7 @@ void nearest_centroids(const at::Tensor& points, const at::Tensor& centroids, co
                    [&](int64_t i0, int64_t i1) {
     std::vector<float> scores(kBlockPoints * K), xpack(kBlockPoints * Dp), scratch(kBlockPoints * K * kern.lanes);
     const void* rows[kBlockPoints];
+    const float* frows[kBlockPoints];
     const void* next[kBlockPoints];        // the points of the next block, prefetched while this one is packed
     const int64_t range_end = items[i1 - 1].end;  // items cover the group-sorted points in order
     for (int64_t it = i0; it < i1; ++it) {
@@ -161,8 +164,13 @@ void nearest_centroids(const at::Tensor& points, const at::Tensor& centroids, co
         const int64_t ahead = std::min(kBlockPoints, range_end - b - n);
         for (int64_t p = 0; p < n; ++p) rows[p] = xbase + order[b + p] * row_bytes;
         for (int64_t p = 0; p < ahead; ++p) next[p] = xbase + order[b + n + p] * row_bytes;
-        kern.pack_points(rows, n, type, D, xpack.data());
-        kern.block_dots(xpack.data(), n, cg, K, D, scratch.data(), scores.data(), next, ahead, row_bytes);
+        if (in_place) {
+          for (int64_t p = 0; p < n; ++p) frows[p] = static_cast<const float*>(rows[p]);
+        } else {
+          kern.pack_points(rows, n, type, D, xpack.data());
+        }
+        kern.block_dots(in_place ? nullptr : xpack.data(), frows, n, cg, K, D, scratch.data(), scores.data(), next,
+                        ahead, row_bytes);
         if (out_dots != nullptr) {
           for (int64_t p = 0; p < n; ++p) std::copy_n(scores.data() + p * K, K, out_dots + order[b + p] * K);
           continue;
@@ -171,8 +179,8 @@ void nearest_centroids(const at::Tensor& points, const at::Tensor& centroids, co
           float* sc = scores.data() + p * K;
           float s1, s2;
           int64_t best = kern.top2(cn, sc, K, &s1, &s2);
-          int64_t xs, cs;
-          const float* xp = panel_row(xpack.data(), n, kern.point_tile, p, D, W, &xs);
+          int64_t xs = W, cs;
+          const float* xp = in_place ? frows[p] : panel_row(xpack.data(), n, kern.point_tile, p, D, W, &xs);
           const float* cp = panel_row(cg, K, kern.centroid_tile, best, D, W, &cs);
           double dbest = kern.sqdist(xp, xs, cp, cs, S);
           const double r = 2.0 * cmax[g] + std::sqrt(dbest);

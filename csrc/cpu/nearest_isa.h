@@ -28,10 +28,12 @@ struct IsaKernels {
   void (*pack_points)(const void* const* x, int64_t n, ElemType type, int64_t D, float* out);
   // Packs K fp32 rows of c (K x D, row-major) into out (K * round_up(D, W) floats).
   void (*pack_centroids)(const float* c, int64_t K, int64_t D, float* out);
-  // scores[p * K + k] = dot(point p, centroid k), fp32 accumulation, for packed n points and K centroids; `scratch`
-  // holds n * K * W floats. Meanwhile the n_ahead rows `ahead` (row_bytes each: the next block) are prefetched.
-  void (*block_dots)(const float* xpack, int64_t n, const float* cpack, int64_t K, int64_t D, float* scratch,
-                     float* scores, const void* const* ahead, int64_t n_ahead, int64_t row_bytes);
+  // scores[p * K + k] = dot(point p, centroid k), fp32 accumulation, for n points and K packed centroids. Points are
+  // packed (xpack) or, if xpack is null, fp32 rows xrows[p] with D a multiple of W. `scratch` holds n * K * W floats.
+  // Meanwhile the n_ahead rows `ahead` (row_bytes each: the next block) are prefetched.
+  void (*block_dots)(const float* xpack, const float* const* xrows, int64_t n, const float* cpack, int64_t K,
+                     int64_t D, float* scratch, float* scores, const void* const* ahead, int64_t n_ahead,
+                     int64_t row_bytes);
   // In place scores[k] = cnorm[k] - 2 scores[k]; returns the first index of the smallest, the smallest and the
   // second smallest value (equal to the smallest on a tie).
   int64_t (*top2)(const float* cnorm, float* scores, int64_t K, float* s1, float* s2);

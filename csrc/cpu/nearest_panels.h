@@ -55,16 +55,18 @@ void pack_centroids(const float* c, int64_t K, int64_t D, float* out) {
 // centroid panels stay in L2; partial accumulators go to `acc` between chunks.
 constexpr int64_t kChunkSteps = 1024 / Isa::W;
 
-// One P x J register tile over S packed steps: scores[p * ld + j] += dot(point p, centroid j) restricted to the chunk.
-// `first` starts from zero instead of `acc`; `last` reduces into scores instead of saving to `acc` (P * J vectors).
+// One P x J register tile over S steps: scores[p * ld + j] += dot(point p, centroid j) restricted to the chunk. Step s
+// of point p is at x[p] + s * x_stride (a packed tile, or a plain fp32 row); centroids are packed. `first` starts from
+// zero instead of `acc`; `last` reduces into scores instead of saving to `acc` (P * J vectors).
 template <int P, int J>
-void micro(const float* xp, const float* cp, int64_t S, float* acc, bool first, bool last, float* scores, int64_t ld) {
+void micro(const float* const* x, int64_t x_stride, const float* cp, int64_t S, float* acc, bool first, bool last,
+           float* scores, int64_t ld) {
   typename Isa::V a[P][J];
   for (int p = 0; p < P; ++p)
     for (int j = 0; j < J; ++j) a[p][j] = first ? Isa::zero() : Isa::load(acc + (p * J + j) * Isa::W);
   for (int64_t s = 0; s < S; ++s) {
     typename Isa::V xr[P];
-    for (int p = 0; p < P; ++p) xr[p] = Isa::load(xp + (s * P + p) * Isa::W);
+    for (int p = 0; p < P; ++p) xr[p] = Isa::load(x[p] + s * x_stride);
     for (int j = 0; j < J; ++j) {
       const typename Isa::V cr = Isa::load(cp + (s * J + j) * Isa::W);
       for (int p = 0; p < P; ++p) a[p][j] = Isa::fma(xr[p], cr, a[p][j]);
@@ -80,7 +82,7 @@ void micro(const float* xp, const float* cp, int64_t S, float* acc, bool first, 
     }
 }
 
-using MicroFn = void (*)(const float*, const float*, int64_t, float*, bool, bool, float*, int64_t);
+using MicroFn = void (*)(const float* const*, int64_t, const float*, int64_t, float*, bool, bool, float*, int64_t);
 
 template <int P, int J>
 MicroFn pick_j(int64_t want) {
@@ -101,10 +103,11 @@ MicroFn pick(int64_t p, int64_t j) {
 }
 
 // Chunks of D outside, then centroid tiles, then point tiles: a centroid panel chunk is reused by every point tile of
-// the block. `acc` holds n * K * W floats. The next block's rows (`ahead`, 64-byte lines) are prefetched into L2 a
-// few lines per micro-kernel call, so that reading them from memory overlaps this block's arithmetic.
-void block_dots(const float* xpack, int64_t n, const float* cpack, int64_t K, int64_t D, float* acc, float* scores,
-                const void* const* ahead, int64_t n_ahead, int64_t row_bytes) {
+// the block. Points come packed (xpack) or, when xpack is null, as fp32 rows with D a multiple of W (xrows). `acc`
+// holds n * K * W floats. The next block's rows (`ahead`, 64-byte lines) are prefetched into L2 a few lines per
+// micro-kernel call, so that reading them from memory overlaps this block's arithmetic.
+void block_dots(const float* xpack, const float* const* xrows, int64_t n, const float* cpack, int64_t K, int64_t D,
+                float* acc, float* scores, const void* const* ahead, int64_t n_ahead, int64_t row_bytes) {
   const int64_t S = steps(D), Dp = S * Isa::W;
   const Tiles pt = split(n, Isa::kP), ct = split(K, Isa::kJ);
   const int64_t lines = (row_bytes + 63) / 64, calls = ((S + kChunkSteps - 1) / kChunkSteps) * ct.count * pt.count;
@@ -119,8 +122,12 @@ void block_dots(const float* xpack, int64_t n, const float* cpack, int64_t K, in
         const int64_t P = pt.size(t);
         for (int64_t end = next + per_call; next < end && next < n_ahead * lines; ++next)
           Isa::prefetch(static_cast<const char*>(ahead[next / lines]) + (next % lines) * 64);
-        pick<Isa::kP>(P, J)(xpack + r0 * Dp + s0 * P * Isa::W, cpack + k0 * Dp + s0 * J * Isa::W, len,
-                            acc + (r0 * K + k0 * P) * Isa::W, first, last, scores + r0 * K + k0, K);
+        const float* x[Isa::kP];
+        const int64_t stride = xpack != nullptr ? P * Isa::W : Isa::W;
+        for (int64_t p = 0; p < P; ++p)
+          x[p] = (xpack != nullptr ? xpack + r0 * Dp + p * Isa::W : xrows[r0 + p]) + s0 * stride;
+        pick<Isa::kP>(P, J)(x, stride, cpack + k0 * Dp + s0 * J * Isa::W, len, acc + (r0 * K + k0 * P) * Isa::W,
+                            first, last, scores + r0 * K + k0, K);
         r0 += P;
       }
       k0 += J;

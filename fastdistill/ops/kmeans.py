@@ -19,6 +19,7 @@ from fastdistill.ops.registry import backend_for
 
 INITS = ("k-means++", "random")
 _ROWS_PER_CHUNK = 1 << 16
+_CHECK_ELEMENTS = 1 << 22
 
 
 def kmeans(points: torch.Tensor, k: int, groups: torch.Tensor | None = None, iters: int = 50, tol: float = 1e-4,
@@ -72,7 +73,10 @@ def kmeans(points: torch.Tensor, k: int, groups: torch.Tensor | None = None, ite
     for _ in range(iters):
         index, dist, sums, sizes = step(x, centroids, groups)
         _relocate_empty(x, offsets, index, dist, sums, sizes)
-        updated = torch.where(sizes[..., None] > 0, sums / sizes[..., None].clamp_min(1), centroids.double()).float()
+        updated = sums.div_(sizes.clamp_min(1)[..., None]).float()
+        empty = sizes == 0  # only if relocation could not fill a cluster: keep its centroid
+        if bool(empty.any()):
+            updated[empty] = centroids[empty]
         shift = (updated - centroids).square().sum((1, 2)).double()
         centroids = updated
         stable = previous is not None and torch.equal(index, previous)
@@ -106,9 +110,12 @@ def _check(points: torch.Tensor, k: int, groups: torch.Tensor | None, iters: int
         raise FastDistillError(f"kmeans: tol must be a finite number >= 0, got {tol!r}")
     if init not in INITS:
         raise FastDistillError(f"kmeans: init must be one of {', '.join(INITS)}, got {init!r}")
-    if not bool(torch.isfinite(points).all()):
-        row = int((~torch.isfinite(points)).any(1).nonzero()[0, 0])
-        raise FastDistillError(f"kmeans: points contain NaN or Inf (first at row {row}); drop or fix those rows")
+    step = max(1, _CHECK_ELEMENTS // points.shape[1])  # in slices: no [N, D] boolean temporary
+    for lo in range(0, points.shape[0], step):
+        bad = ~torch.isfinite(points[lo:lo + step]).all(1)
+        if bool(bad.any()):
+            row = lo + int(bad.nonzero()[0, 0])
+            raise FastDistillError(f"kmeans: points contain NaN or Inf (first at row {row}); drop or fix those rows")
     if groups is None:
         if points.shape[0] < k:
             raise FastDistillError(f"kmeans: k={k} is larger than the number of points ({points.shape[0]})")
@@ -147,9 +154,10 @@ def _kmeanspp(x: torch.Tensor, counts: torch.Tensor, offsets: list[int], k: int,
               use_cpp: bool) -> torch.Tensor:
     """Greedy k-means++ (each new centre is the best of 2 + ln k candidates drawn with probability proportional to the
     squared distance to the nearest centre so far), for batches of groups. Every step reads all points of a batch,
-    so on the CPU a batch holds a few MB of points (it stays in cache); on CUDA it holds up to 1 GB. The dot products
-    with the candidates are a skinny matmul, which ``fastdistill::group_dots`` computes on the CPU (cpp backend)."""
-    budget = (1 << 30) if x.is_cuda else (8 << 20)
+    so on the CPU a batch holds at most 32 MB of points (about the last-level cache) and on CUDA up to 1 GB. The dot
+    products with the candidates are a skinny matmul, which ``fastdistill::group_dots`` computes on the CPU (cpp
+    backend)."""
+    budget = (1 << 30) if x.is_cuda else (32 << 20)
     per_group = [(offsets[g + 1] - offsets[g]) * x.shape[1] * x.element_size() for g in range(counts.shape[0])]
     out, g0 = [], 0
     while g0 < counts.shape[0]:
