@@ -60,7 +60,6 @@ def add_matching_arguments(p: argparse.ArgumentParser, stages_default: int | Non
     if stages_default is not None:
         p.add_argument("--stages", type=positive_int, default=stages_default,
                        help=f"progressive stages P; each adds ipc/P images per class (default {stages_default})")
-    p.add_argument("--teacher", default=None, help="teacher folder (needed by --base delt)")
     for name, kind, text in _SETTINGS:
         p.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help=text + " (default: preset)")
     p.add_argument("--no-dsa", action="store_true", help="DM/DSA/MTT without differentiable siamese augmentation")
@@ -76,7 +75,7 @@ def run_matching(args: argparse.Namespace, command: str, method: str, stages: in
     overrides = {name: getattr(args, name) for name, _, _ in _SETTINGS}
     if args.no_dsa:
         overrides["dsa"] = False
-    if method == "delt" and args.teacher is None:
+    if method == "delt" and getattr(args, "teacher", None) is None:
         raise FastDistillError("--base delt needs a teacher: pass --teacher DIR (train one with "
                                f"`python -m fastdistill squeeze --dataset {args.dataset} --output DIR`)")
     cfg = resolve(method, args.dataset, args.ipc, stages, overrides)

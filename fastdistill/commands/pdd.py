@@ -14,6 +14,7 @@ HELP = "progressive distillation: P stages, each conditioned on the union of the
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base", required=True, choices=PDD_BASES, help="base method")
     add_matching_arguments(p, stages_default=5)
+    p.add_argument("--teacher", default=None, help="teacher folder (needed by --base delt)")
 
 
 def run(args: argparse.Namespace) -> int:
