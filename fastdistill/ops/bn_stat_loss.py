@@ -21,6 +21,7 @@ BN's input gradient into the backward pass.
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import torch
 
@@ -40,14 +41,14 @@ if triton is not None:
 
     @triton.jit
     def _bn_stat_loss_forward_kernel(
-        X, Y, W, B, RM, RV, PARTIAL,
-        C, HW, rows_per_group, rows_per_split, SPLIT, eps,
+        X, Y, PARTIAL, RM, SCALE, SHIFT,
+        C, HW, rows_per_group, rows_per_split, SPLIT,
         stride_n, stride_c, stride_hw,
         WRITE_Y: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_HW: tl.constexpr,
     ):
         """Partial sums of (x - running_mean) and its square for one (group, split of rows, block of channels).
 
-        With WRITE_Y, also writes the eval-mode BN output y = x * w / sqrt(rv + eps) + (b - rm * w / sqrt(rv + eps)).
+        With WRITE_Y, also writes the eval-mode BN output y = x * scale + shift (per-channel fp32 constants).
         """
         pid = tl.program_id(0)
         group = pid // SPLIT
@@ -55,8 +56,8 @@ if triton is not None:
         c_mask = c < C
         rm = tl.load(RM + c, mask=c_mask, other=0.0)
         if WRITE_Y:
-            scale = tl.load(W + c, mask=c_mask, other=0.0) / tl.sqrt(tl.load(RV + c, mask=c_mask, other=1.0) + eps)
-            shift = tl.load(B + c, mask=c_mask, other=0.0) - rm * scale
+            scale = tl.load(SCALE + c, mask=c_mask, other=0.0)
+            shift = tl.load(SHIFT + c, mask=c_mask, other=0.0)
         acc = tl.zeros([BLOCK_C, BLOCK_HW], dtype=tl.float32)
         acc_sq = tl.zeros([BLOCK_C, BLOCK_HW], dtype=tl.float32)
         row_begin = group * rows_per_group + (pid % SPLIT) * rows_per_split
@@ -96,16 +97,20 @@ if triton is not None:
 
     @triton.jit
     def _bn_stat_loss_finalize_kernel(
-        PARTIAL, RM, RV, MEAN, COEF_MU, COEF_VAR, LOSS, C, SPLIT, inv_count,
+        WORK, RM, RV, LOSS, C, G, SPLIT, inv_count,
         BLOCK_S: tl.constexpr, BLOCK_C: tl.constexpr,
     ):
-        """One program per group: loss, batch mean, and the backward coefficients of every channel."""
+        """One program per group: loss, and the backward's (mean, coef_mu, coef_var) of every channel.
+
+        WORK holds stats [3, G, C] (mean, coef_mu, coef_var) followed by the forward's partial sums [G * SPLIT, 2, C].
+        """
         group = tl.program_id(0)
+        partial = WORK + 3 * G * C
         sq_mu = tl.zeros([BLOCK_C], dtype=tl.float32)
         sq_var = tl.zeros([BLOCK_C], dtype=tl.float32)
         for c_begin in range(0, C, BLOCK_C):
             c = c_begin + tl.arange(0, BLOCK_C)
-            d_mu, d_var = _group_differences(PARTIAL, RV, group, c, c < C, C, SPLIT, inv_count, BLOCK_S)
+            d_mu, d_var = _group_differences(partial, RV, group, c, c < C, C, SPLIT, inv_count, BLOCK_S)
             sq_mu += d_mu * d_mu
             sq_var += d_var * d_var
         norm_mu = tl.sqrt(tl.sum(sq_mu, axis=0))
@@ -116,32 +121,33 @@ if triton is not None:
         for c_begin in range(0, C, BLOCK_C):
             c = c_begin + tl.arange(0, BLOCK_C)
             c_mask = c < C
-            d_mu, d_var = _group_differences(PARTIAL, RV, group, c, c_mask, C, SPLIT, inv_count, BLOCK_S)
-            out = group * C + c
-            tl.store(MEAN + out, tl.load(RM + c, mask=c_mask, other=0.0) + d_mu, mask=c_mask)
-            tl.store(COEF_MU + out, d_mu * mu_factor, mask=c_mask)
-            tl.store(COEF_VAR + out, d_var * var_factor, mask=c_mask)
+            d_mu, d_var = _group_differences(partial, RV, group, c, c_mask, C, SPLIT, inv_count, BLOCK_S)
+            out = WORK + group * C + c
+            tl.store(out, tl.load(RM + c, mask=c_mask, other=0.0) + d_mu, mask=c_mask)
+            tl.store(out + G * C, d_mu * mu_factor, mask=c_mask)
+            tl.store(out + 2 * G * C, d_var * var_factor, mask=c_mask)
 
     @triton.jit
     def _bn_stat_loss_backward_kernel(
-        X, DY, DX, GRAD_LOSS, MEAN, COEF_MU, COEF_VAR, W, RV,
-        N, C, HW, rows_per_group, rows_per_program, eps,
+        X, DY, DX, GRAD_LOSS, STATS, SCALE,
+        N, C, HW, G, rows_per_group, rows_per_program, grad_stride,
         stride_n, stride_c, stride_hw, dy_stride_n, dy_stride_c, dy_stride_hw,
         HAS_DY: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_HW: tl.constexpr,
     ):
-        """dx = grad_g * (coef_mu + coef_var * (x - mean_g)) [+ dy * w / sqrt(rv + eps)]: rows x channel block."""
+        """dx = grad_g * (coef_mu + coef_var * (x - mean_g)) [+ dy * scale]: rows x channel block."""
         c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
         c_mask = c < C
         if HAS_DY:
-            scale = tl.load(W + c, mask=c_mask, other=0.0) / tl.sqrt(tl.load(RV + c, mask=c_mask, other=1.0) + eps)
+            scale = tl.load(SCALE + c, mask=c_mask, other=0.0)
         row_begin = tl.program_id(0) * rows_per_program
         row_end = tl.minimum(row_begin + rows_per_program, N)
         for row in range(row_begin, row_end):
             group = row // rows_per_group
-            grad = tl.load(GRAD_LOSS + group)
-            coef_mu = tl.load(COEF_MU + group * C + c, mask=c_mask, other=0.0) * grad
-            coef_var = tl.load(COEF_VAR + group * C + c, mask=c_mask, other=0.0) * grad
-            mean = tl.load(MEAN + group * C + c, mask=c_mask, other=0.0)
+            grad = tl.load(GRAD_LOSS + group * grad_stride)
+            stats = STATS + group * C + c
+            mean = tl.load(stats, mask=c_mask, other=0.0)
+            coef_mu = tl.load(stats + G * C, mask=c_mask, other=0.0) * grad
+            coef_var = tl.load(stats + 2 * G * C, mask=c_mask, other=0.0) * grad
             row_offset = tl.cast(row, tl.int64) * stride_n
             dy_row_offset = tl.cast(row, tl.int64) * dy_stride_n
             for hw_begin in range(0, HW, BLOCK_HW):
@@ -156,33 +162,46 @@ if triton is not None:
                     dx += dy * scale[:, None]
                 tl.store(DX + offsets, dx.to(DX.dtype.element_ty), mask=mask)
 
-    def _prune_tile_configs(configs, named_args, **kwargs):
-        """Drop tiles much wider than the tensor (BLOCK_HW > HW, BLOCK_C > C); keep at least one."""
-        hw = triton.next_power_of_2(named_args["HW"])
-        c = triton.next_power_of_2(named_args["C"])
-        kept = [cfg for cfg in configs if cfg.kwargs["BLOCK_HW"] <= max(16, hw) and cfg.kwargs["BLOCK_C"] <= max(4, c)]
-        return kept or [min(configs, key=lambda cfg: cfg.kwargs["BLOCK_C"] * cfg.kwargs["BLOCK_HW"])]
 
-    # (BLOCK_C, BLOCK_HW, num_warps): wide-HW tiles for NCHW, wide-C tiles for channels_last and small maps.
-    _TILE_CONFIGS = [
-        triton.Config({"BLOCK_C": bc, "BLOCK_HW": bhw}, num_warps=w)
-        for bc, bhw, w in [(2, 1024, 4), (4, 512, 4), (8, 256, 4), (16, 128, 4), (32, 64, 4), (64, 32, 4),
-                           (128, 16, 4), (64, 64, 8), (8, 512, 8)]
-    ]
-    _tile_autotune = triton.autotune(
-        configs=_TILE_CONFIGS, key=["C", "HW", "stride_c"], prune_configs_by={"early_config_prune": _prune_tile_configs}
-    )
-    _bn_stat_loss_forward_tuned = _tile_autotune(_bn_stat_loss_forward_kernel)
-    _bn_stat_loss_backward_tuned = _tile_autotune(_bn_stat_loss_backward_kernel)
-
-# Interpreter (multi-config autotune needs a GPU driver): one tile per shape, about half the channels and half the
-# feature map, so that tiny test shapes still cover several channel blocks, HW blocks and row splits.
-_INTERPRET_SPLIT = 2
+_GPU_TILE = 2048  # elements per [BLOCK_C, BLOCK_HW] tile on a GPU (4 warps)
 
 
-def _interpret_tile(c: int, hw: int) -> dict[str, int]:
-    return {"BLOCK_C": min(256, max(4, triton.next_power_of_2(c) // 2)),
-            "BLOCK_HW": min(256, max(16, triton.next_power_of_2(hw) // 2))}
+class _Plan(NamedTuple):
+    block_c: int
+    block_hw: int
+    rows_per_split: int  # forward: rows of one program (a group has `split` of them)
+    split: int
+    rows_per_program: int  # backward
+    block_s: int  # finalize: [BLOCK_S, BLOCK_C_FINAL] tiles of partial sums
+    block_c_final: int
+
+
+@functools.lru_cache(maxsize=1024)
+def _plan(n: int, c: int, hw: int, groups: int, channels_last: bool, sms: int | None) -> _Plan:
+    """Launch parameters. GPU (``sms`` = its SM count): the tile's long side along the contiguous axis (HW for NCHW,
+    C for channels_last), >= 64K elements per forward split and at most ~8 splits per SM, one row per backward program.
+    Interpreter (``sms`` None): about half the channels and half the feature map per tile, two splits per group and
+    two backward programs, so that tiny test shapes cover every loop and block."""
+    rows_per_group = n // groups
+    c2, hw2 = triton.next_power_of_2(c), triton.next_power_of_2(hw)
+    if sms is None:
+        block_c, block_hw = min(256, max(4, c2 // 2)), min(256, max(16, hw2 // 2))
+        rows_per_split, rows_per_program = triton.cdiv(rows_per_group, 2), triton.cdiv(n, 2)
+    else:
+        if channels_last:
+            block_c = min(c2, 256)
+            block_hw = min(hw2, _GPU_TILE // block_c)
+        else:
+            block_hw = min(hw2, 1024)
+            block_c = min(c2, _GPU_TILE // block_hw)
+        rows_per_split, rows_per_program = max(triton.cdiv(65536, c * hw), triton.cdiv(n, 8 * sms)), 1
+    split = triton.cdiv(rows_per_group, rows_per_split)
+    if sms is None:
+        block_s, block_c_final = max(1, triton.next_power_of_2(split) // 2), min(256, max(16, c2 // 2))
+    else:  # about 4K partial sums per tile
+        block_s = min(64, triton.next_power_of_2(split))
+        block_c_final = min(max(16, 4096 // block_s), c2)
+    return _Plan(block_c, block_hw, rows_per_split, split, rows_per_program, block_s, block_c_final)
 
 
 @functools.cache
@@ -190,86 +209,62 @@ def _num_sms(device: torch.device) -> int:
     return torch.cuda.get_device_properties(device).multi_processor_count
 
 
-def _layout(t: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
+def _sm_count(device: torch.device) -> int | None:
+    """The CUDA device's SM count for ``_plan``; None under the interpreter (tests patch this to run GPU plans)."""
+    if device.type != "cuda" or triton_interpret():
+        return None
+    return _num_sms(device)
+
+
+def _layout(t: torch.Tensor) -> tuple[torch.Tensor, int, int, int]:
     """``t`` (copied only if neither NCHW- nor NHWC-dense) and its (n, c, merged hw) strides."""
     if t.is_contiguous():
-        return t, (t.stride(0), t.stride(1), 1)
+        return t, t.stride(0), t.stride(1), 1
     if not t.is_contiguous(memory_format=torch.channels_last):
         t = t.contiguous()
-        return t, (t.stride(0), t.stride(1), 1)
-    return t, (t.stride(0), 1, t.shape[1])
-
-
-def _tuned(device: torch.device) -> bool:
-    return device.type == "cuda" and not triton_interpret()
+        return t, t.stride(0), t.stride(1), 1
+    return t, t.stride(0), 1, t.shape[1]
 
 
 def bn_stat_loss_forward(x: torch.Tensor, running_mean: torch.Tensor, running_var: torch.Tensor, groups: int,
-                         bn_params: tuple[torch.Tensor, torch.Tensor, float] | None = None):
-    """Triton launcher: (loss [G], mean [G, C], coef_mu [G, C], coef_var [G, C], y or None).
+                         affine: tuple[torch.Tensor, torch.Tensor] | None = None):
+    """Triton launcher (2 launches, 3 allocations, no synchronisation): (loss [G], stats, y or None).
 
-    ``bn_params`` = (weight, bias, eps) also writes the eval-mode BatchNorm output y (x's dtype and layout).
+    Inputs are checked by the caller; the running statistics are fp32 contiguous [C]. ``stats`` (what the backward
+    reads) starts with [3, G, C] = (mean, coef_mu, coef_var). ``affine`` = fp32 (scale, shift) [C] also writes the
+    eval-mode BatchNorm output y = x * scale + shift (x's dtype and layout).
     """
-    x, (stride_n, stride_c, stride_hw) = _layout(x)
+    x, stride_n, stride_c, stride_hw = _layout(x)
     n, c, h, w = x.shape
-    hw, rows_per_group = h * w, n // groups
-    if _tuned(x.device):  # >= 64K elements per split (all channels), at most ~8 splits per SM over all groups
-        rows_per_split = max(triton.cdiv(65536, c * hw), triton.cdiv(rows_per_group * groups, 8 * _num_sms(x.device)))
-    else:
-        rows_per_split = triton.cdiv(rows_per_group, _INTERPRET_SPLIT)
-    split = triton.cdiv(rows_per_group, rows_per_split)
-    partial = torch.empty(groups * split, 2, c, device=x.device, dtype=torch.float32)
-    y = torch.empty_like(x) if bn_params is not None else None
-    weight, bias, eps = bn_params if bn_params is not None else (running_mean, running_mean, 0.0)
-    args = (x, y, weight, bias, running_mean, running_var, partial, c, hw, rows_per_group, rows_per_split, split, eps,
-            stride_n, stride_c, stride_hw)
-    if _tuned(x.device):
-        grid = lambda meta: (groups * split, triton.cdiv(c, meta["BLOCK_C"]))
-        _bn_stat_loss_forward_tuned[grid](*args, WRITE_Y=y is not None)
-    else:
-        tile = _interpret_tile(c, hw)
-        grid = (groups * split, triton.cdiv(c, tile["BLOCK_C"]))
-        _bn_stat_loss_forward_kernel[grid](*args, WRITE_Y=y is not None, **tile)
+    plan = _plan(n, c, h * w, groups, stride_c == 1 and c > 1, _sm_count(x.device))
+    stats = torch.empty((3 + 2 * plan.split) * groups * c, device=x.device, dtype=torch.float32)
     loss = torch.empty(groups, device=x.device, dtype=torch.float32)
-    mean, coef_mu, coef_var = (torch.empty(groups, c, device=x.device, dtype=torch.float32) for _ in range(3))
-    if _tuned(x.device):  # [BLOCK_S, BLOCK_C] tiles of partial sums, about 4K values each
-        block_s = min(64, triton.next_power_of_2(split))
-        block_c = min(max(16, 4096 // block_s), triton.next_power_of_2(c))
-    else:  # two split blocks and two channel blocks where the shape allows
-        block_s = max(1, triton.next_power_of_2(split) // 2)
-        block_c = min(256, max(16, triton.next_power_of_2(c) // 2))
-    _bn_stat_loss_finalize_kernel[(groups,)](partial, running_mean, running_var, mean, coef_mu, coef_var, loss, c,
-                                             split, 1.0 / (rows_per_group * hw), BLOCK_S=block_s, BLOCK_C=block_c,
-                                             num_warps=8)
-    return loss, mean, coef_mu, coef_var, y
+    y = None if affine is None else torch.empty_like(x)
+    scale, shift = affine if affine is not None else (running_mean, running_mean)
+    _bn_stat_loss_forward_kernel[(groups * plan.split, triton.cdiv(c, plan.block_c))](
+        x, y, stats[3 * groups * c:], running_mean, scale, shift, c, h * w, n // groups, plan.rows_per_split,
+        plan.split, stride_n, stride_c, stride_hw, WRITE_Y=y is not None, BLOCK_C=plan.block_c,
+        BLOCK_HW=plan.block_hw)
+    _bn_stat_loss_finalize_kernel[(groups,)](stats, running_mean, running_var, loss, c, groups, plan.split,
+                                             1.0 / (n // groups * h * w), BLOCK_S=plan.block_s,
+                                             BLOCK_C=plan.block_c_final, num_warps=8)
+    return loss, stats, y
 
 
-def bn_stat_loss_backward(x: torch.Tensor, grad_loss: torch.Tensor, mean: torch.Tensor, coef_mu: torch.Tensor,
-                          coef_var: torch.Tensor, dy: torch.Tensor | None = None,
-                          bn_scale: tuple[torch.Tensor, torch.Tensor, float] | None = None) -> torch.Tensor:
-    """Triton launcher: the loss's input gradient, plus ``dy * weight / sqrt(running_var + eps)`` when ``dy`` is given.
-
-    ``bn_scale`` = (weight, running_var, eps) is required with ``dy``.
-    """
-    x, (stride_n, stride_c, stride_hw) = _layout(x)
+def bn_stat_loss_backward(x: torch.Tensor, grad_loss: torch.Tensor, stats: torch.Tensor,
+                          dy: torch.Tensor | None = None, scale: torch.Tensor | None = None) -> torch.Tensor:
+    """Triton launcher (1 launch, 1 allocation): the loss's input gradient, plus ``dy * scale`` (BatchNorm's own input
+    gradient; fp32 scale = weight / sqrt(running_var + eps)) when ``dy`` is given. ``grad_loss``: fp32 [G]."""
+    x, stride_n, stride_c, stride_hw = _layout(x)
     n, c, h, w = x.shape
     groups = grad_loss.shape[0]
+    plan = _plan(n, c, h * w, groups, stride_c == 1 and c > 1, _sm_count(x.device))
     dx = torch.empty_like(x)
-    if dy is not None:
-        dy, dy_strides = _layout(dy)
-        weight, running_var, eps = bn_scale
-    else:
-        dy_strides, weight, running_var, eps = (0, 0, 0), mean, mean, 0.0
-    rows_per_program = 1 if _tuned(x.device) else triton.cdiv(n, _INTERPRET_SPLIT)
-    args = (x, dy, dx, grad_loss.float().contiguous(), mean, coef_mu, coef_var, weight, running_var, n, c, h * w,
-            n // groups, rows_per_program, eps, stride_n, stride_c, stride_hw, *dy_strides)
-    if _tuned(x.device):
-        grid = lambda meta: (n, triton.cdiv(c, meta["BLOCK_C"]))
-        _bn_stat_loss_backward_tuned[grid](*args, HAS_DY=dy is not None)
-    else:
-        tile = _interpret_tile(c, h * w)
-        grid = (triton.cdiv(n, rows_per_program), triton.cdiv(c, tile["BLOCK_C"]))
-        _bn_stat_loss_backward_kernel[grid](*args, HAS_DY=dy is not None, **tile)
+    dy, *dy_strides = _layout(dy) if dy is not None else (None, 0, 0, 0)
+    _bn_stat_loss_backward_kernel[(triton.cdiv(n, plan.rows_per_program), triton.cdiv(c, plan.block_c))](
+        x, dy, dx, grad_loss, stats, scale, n, c, h * w, groups, n // groups, plan.rows_per_program,
+        grad_loss.stride(0), stride_n, stride_c, stride_hw, *dy_strides, HAS_DY=dy is not None,
+        BLOCK_C=plan.block_c, BLOCK_HW=plan.block_hw)
     return dx
 
 
@@ -298,7 +293,7 @@ def _row_moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def torch_bn_stat_loss_forward(x: torch.Tensor, running_mean: torch.Tensor, running_var: torch.Tensor, groups: int):
-    """Torch implementation of ``bn_stat_loss_forward`` without the BN output: (loss, mean, coef_mu, coef_var, None).
+    """Torch implementation of ``bn_stat_loss_forward`` without the BN output: (loss, stats [3, G, C], None).
 
     var = E[x^2] - mean^2 from fp32 sums: relative error about 1e-7 * (1 + mean^2 / var) (the Triton kernel
     accumulates x - running_mean instead, which removes most of the cancellation).
@@ -308,24 +303,24 @@ def torch_bn_stat_loss_forward(x: torch.Tensor, running_mean: torch.Tensor, runn
     sums, squares = (t.view(groups, n // groups, c).sum(1) for t in _row_moments(x))
     mean = sums / count
     var = (squares / count - mean.square()).clamp_min(0)
-    loss, coef_mu, coef_var = _coefficients(mean.float(), var.float(), running_mean, running_var, count)
-    return loss, mean.float(), coef_mu, coef_var, None
+    mean = mean.float()
+    loss, coef_mu, coef_var = _coefficients(mean, var.float(), running_mean, running_var, count)
+    return loss, torch.stack((mean, coef_mu, coef_var)), None
 
 
-def torch_bn_stat_loss_backward(x: torch.Tensor, grad_loss: torch.Tensor, mean: torch.Tensor, coef_mu: torch.Tensor,
-                                coef_var: torch.Tensor, dy: torch.Tensor | None = None,
-                                bn_scale: tuple[torch.Tensor, torch.Tensor, float] | None = None) -> torch.Tensor:
+def torch_bn_stat_loss_backward(x: torch.Tensor, grad_loss: torch.Tensor, stats: torch.Tensor,
+                                dy: torch.Tensor | None = None, scale: torch.Tensor | None = None) -> torch.Tensor:
     """Torch implementation of ``bn_stat_loss_backward``: one fused multiply-add per element (plus dy's term)."""
     n, c, h, w = x.shape
     groups = grad_loss.shape[0]
+    mean, coef_mu, coef_var = stats.view(3, groups, c)
     grad = grad_loss.float().view(groups, 1)
-    scale = (coef_var * grad).view(groups, 1, c, 1, 1)
-    shift = ((coef_mu - coef_var * mean) * grad).view(groups, 1, c, 1, 1)
+    slope = (coef_var * grad).view(groups, 1, c, 1, 1)
+    intercept = ((coef_mu - coef_var * mean) * grad).view(groups, 1, c, 1, 1)
     xf = x if x.dtype == torch.float32 else x.float()
-    dx = torch.addcmul(shift, xf.view(groups, n // groups, c, h, w), scale).view(n, c, h, w)
+    dx = torch.addcmul(intercept, xf.view(groups, n // groups, c, h, w), slope).view(n, c, h, w)
     if dy is not None:
-        weight, running_var, eps = bn_scale
-        dx.addcmul_(dy, (weight * torch.rsqrt(running_var + eps)).view(1, c, 1, 1))
+        dx.addcmul_(dy, scale.view(1, c, 1, 1))
     return dx.to(x.dtype)
 
 
@@ -335,24 +330,28 @@ _IMPLS = {
 }
 
 
-def check_bn_inputs(x: torch.Tensor, running_mean: torch.Tensor, running_var: torch.Tensor, groups: int,
-                    op: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Validate shapes/dtypes/devices; return the running statistics as fp32 on x's device."""
+def check_bn_input(x: torch.Tensor, groups: int, op: str) -> int:
+    """Validate x's shape, dtype and groups from its metadata only; return its number of channels."""
     if x.dim() != 4:
         raise FastDistillError(f"{op}: x must be [N, C, H, W], got shape {tuple(x.shape)}")
     if x.dtype not in _FLOAT_DTYPES:
         raise FastDistillError(f"{op}: x must be float32, bfloat16 or float16, got {x.dtype}")
-    n, c = x.shape[:2]
+    n, c, h, w = x.shape
     if groups < 1 or n == 0 or n % groups:
         raise FastDistillError(f"{op}: the batch of {n} cannot be split into {groups} equal non-empty groups")
-    if x.numel() == 0:
+    if c * h * w == 0:
         raise FastDistillError(f"{op}: x has no elements (shape {tuple(x.shape)})")
-    for name, t in (("running_mean", running_mean), ("running_var", running_var)):
-        if t.shape != (c,):
-            raise FastDistillError(f"{op}: {name} must have shape ({c},) for x with {c} channels, got {tuple(t.shape)}")
-        if t.device != x.device:
-            raise FastDistillError(f"{op}: {name} is on {t.device} but x is on {x.device}")
-    return running_mean.float().contiguous(), running_var.float().contiguous()
+    return c
+
+
+def fp32_statistic(t: torch.Tensor, channels: int, device: torch.device, name: str, op: str) -> torch.Tensor:
+    """``t`` checked to be [channels] on ``device``, as fp32 contiguous (itself when it already is)."""
+    if t.shape != (channels,):
+        raise FastDistillError(f"{op}: {name} must have shape ({channels},) for x with {channels} channels, got "
+                               f"{tuple(t.shape)}")
+    if t.device != device:
+        raise FastDistillError(f"{op}: {name} is on {t.device} but x is on {device}")
+    return t if t.dtype == torch.float32 and t.is_contiguous() else t.float().contiguous()
 
 
 class BNStatLossFunction(torch.autograd.Function):
@@ -361,16 +360,15 @@ class BNStatLossFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, running_mean: torch.Tensor, running_var: torch.Tensor, groups: int,
                 backend: str) -> torch.Tensor:
-        loss, mean, coef_mu, coef_var, _ = _IMPLS[backend][0](x, running_mean, running_var, groups)
-        ctx.save_for_backward(x, mean, coef_mu, coef_var)
+        loss, stats, _ = _IMPLS[backend][0](x, running_mean, running_var, groups)
+        ctx.save_for_backward(x, stats)
         ctx.backend = backend
         return loss
 
     @staticmethod
     def backward(ctx, grad_loss: torch.Tensor):
-        x, mean, coef_mu, coef_var = ctx.saved_tensors
-        dx = _IMPLS[ctx.backend][1](x, grad_loss, mean, coef_mu, coef_var) if ctx.needs_input_grad[0] else None
-        return dx, None, None, None, None
+        x, stats = ctx.saved_tensors
+        return _IMPLS[ctx.backend][1](x, grad_loss, stats), None, None, None, None
 
 
 def bn_stat_loss(x: torch.Tensor, running_mean: torch.Tensor, running_var: torch.Tensor, groups: int = 1,
@@ -382,6 +380,8 @@ def bn_stat_loss(x: torch.Tensor, running_mean: torch.Tensor, running_var: torch
     running_mean / running_var: [C]. ``backend``: "triton", "torch", or None for the automatic choice
     (Triton on CUDA, torch on CPU; ``FASTDISTILL_BACKEND`` overrides).
     """
-    running_mean, running_var = check_bn_inputs(x, running_mean, running_var, groups, "bn_stat_loss")
+    c = check_bn_input(x, groups, "bn_stat_loss")
+    running_mean = fp32_statistic(running_mean, c, x.device, "running_mean", "bn_stat_loss")
+    running_var = fp32_statistic(running_var, c, x.device, "running_var", "bn_stat_loss")
     backend = backend_for("bn_stat_loss", x.device, backend)
     return BNStatLossFunction.apply(x, running_mean, running_var, groups, backend)

@@ -14,42 +14,68 @@ first-layer multiplier, and undoes the swap on ``restore()`` / context exit.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from fastdistill.errors import FastDistillError
 from fastdistill.ops.bn_stat_loss import (
     bn_stat_loss_backward,
     bn_stat_loss_forward,
-    check_bn_inputs,
+    check_bn_input,
+    fp32_statistic,
     torch_bn_stat_loss_backward,
     torch_bn_stat_loss_forward,
 )
 from fastdistill.ops.registry import backend_for
 
 
+class _BNConstants(NamedTuple):
+    """fp32 contiguous [C] tensors of a frozen BatchNorm2d: y = x * scale + shift."""
+
+    running_mean: torch.Tensor
+    running_var: torch.Tensor
+    weight: torch.Tensor
+    bias: torch.Tensor
+    scale: torch.Tensor  # weight / sqrt(running_var + eps)
+    shift: torch.Tensor  # bias - running_mean * scale
+    eps: float
+
+
+def _bn_constants(x: torch.Tensor, running_mean: torch.Tensor, running_var: torch.Tensor, weight: torch.Tensor,
+                  bias: torch.Tensor, eps: float, op: str) -> _BNConstants:
+    c = x.shape[1]
+    rm, rv, w, b = (fp32_statistic(t.detach(), c, x.device, name, op) for name, t in
+                    (("running_mean", running_mean), ("running_var", running_var), ("weight", weight), ("bias", bias)))
+    scale = w / torch.sqrt(rv + eps)
+    return _BNConstants(rm, rv, w, b, scale, b - rm * scale, float(eps))
+
+
 class StatBatchNormFunction(torch.autograd.Function):
-    """(y, loss [G]) = (eval BatchNorm(x), bn_stat_loss(x)); one backward pass gives dx for both outputs."""
+    """(y, loss [G]) = (eval BatchNorm(x), bn_stat_loss(x)); one backward pass gives dx for both outputs.
+
+    Triton: one launch for y and the partial statistics, one for the loss and coefficients, one backward launch.
+    y and dx have x's dtype (bf16 under autocast); statistics, loss and coefficients are fp32.
+    """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, running_mean: torch.Tensor,
-                running_var: torch.Tensor, eps: float, groups: int, backend: str):
+    def forward(ctx, x: torch.Tensor, k: _BNConstants, groups: int, backend: str):
         if backend == "triton":
-            loss, mean, coef_mu, coef_var, y = bn_stat_loss_forward(x, running_mean, running_var, groups,
-                                                                    (weight, bias, eps))
+            loss, stats, y = bn_stat_loss_forward(x, k.running_mean, k.running_var, groups, (k.scale, k.shift))
         else:
-            loss, mean, coef_mu, coef_var, _ = torch_bn_stat_loss_forward(x, running_mean, running_var, groups)
-            y = torch.nn.functional.batch_norm(x, running_mean, running_var, weight, bias, False, 0.0, eps)
-        ctx.save_for_backward(x, mean, coef_mu, coef_var, weight, running_var)
-        ctx.eps, ctx.backend = eps, backend
+            loss, stats, _ = torch_bn_stat_loss_forward(x, k.running_mean, k.running_var, groups)
+            y = F.batch_norm(x, k.running_mean, k.running_var, k.weight, k.bias, False, 0.0, k.eps)
+        ctx.save_for_backward(x, stats)
+        ctx.scale, ctx.backend = k.scale, backend
         return y, loss
 
     @staticmethod
     def backward(ctx, dy: torch.Tensor, grad_loss: torch.Tensor):
-        x, mean, coef_mu, coef_var, weight, running_var = ctx.saved_tensors
+        x, stats = ctx.saved_tensors
         impl = bn_stat_loss_backward if ctx.backend == "triton" else torch_bn_stat_loss_backward
-        dx = impl(x, grad_loss, mean, coef_mu, coef_var, dy, (weight, running_var, ctx.eps))
-        return dx, None, None, None, None, None, None, None
+        return impl(x, grad_loss, stats, dy, ctx.scale), None, None, None
 
 
 def stat_batch_norm(x: torch.Tensor, running_mean: torch.Tensor, running_var: torch.Tensor, weight: torch.Tensor,
@@ -59,17 +85,17 @@ def stat_batch_norm(x: torch.Tensor, running_mean: torch.Tensor, running_var: to
 
     Differentiable in x only (the BN parameters and statistics are constants). Same input rules as ``bn_stat_loss``.
     """
-    running_mean, running_var = check_bn_inputs(x, running_mean, running_var, groups, "stat_batch_norm")
-    weight, bias = weight.detach().float().contiguous(), bias.detach().float().contiguous()
-    backend = backend_for("bn_stat_loss", x.device, backend)
-    return StatBatchNormFunction.apply(x, weight, bias, running_mean, running_var, float(eps), groups, backend)
+    check_bn_input(x, groups, "stat_batch_norm")
+    k = _bn_constants(x, running_mean, running_var, weight, bias, eps, "stat_batch_norm")
+    return StatBatchNormFunction.apply(x, k, groups, backend_for("bn_stat_loss", x.device, backend))
 
 
 class StatBatchNorm2d(nn.Module):
     """A frozen BatchNorm2d (running statistics, no parameter gradients) that records its input's statistic loss.
 
     Built from an ``nn.BatchNorm2d`` whose parameters and buffers it shares (same tensors, same state-dict names).
-    After each forward, ``last_loss`` is the fp32 Tensor[groups] of ``bn_stat_loss`` of the input.
+    After each forward, ``last_loss`` is the fp32 Tensor[groups] of ``bn_stat_loss`` of the input. The fp32 constants
+    (scale, shift, statistics) are computed once and recomputed only when a BN tensor is replaced or modified in place.
     """
 
     def __init__(self, bn: nn.BatchNorm2d, groups: int = 1, backend: str | None = None):
@@ -88,18 +114,28 @@ class StatBatchNorm2d(nn.Module):
         self.groups, self.backend = groups, backend
         self.train(bn.training)
         self.last_loss: torch.Tensor | None = None
+        self._constants: tuple[tuple, _BNConstants] | None = None  # (key of the source tensors, constants)
+
+    def _bn_constants(self, x: torch.Tensor) -> _BNConstants:
+        weight = self.weight if self.weight is not None else self._unit_weight
+        bias = self.bias if self.bias is not None else self._zero_bias
+        sources = (self.running_mean, self.running_var, weight, bias)
+        key = (x.device, self.eps, *((t.data_ptr(), t._version) for t in sources))
+        if self._constants is None or self._constants[0] != key:
+            self._constants = key, _bn_constants(x, *sources, self.eps, "StatBatchNorm2d")
+        return self._constants[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
             raise FastDistillError("StatBatchNorm2d normalises with the running statistics of a frozen teacher: "
                                    "call model.eval() first")
-        weight = self.weight if self.weight is not None else self._unit_weight
-        bias = self.bias if self.bias is not None else self._zero_bias
-        if torch.is_grad_enabled() and (weight.requires_grad or bias.requires_grad):
+        if torch.is_grad_enabled() and any(p is not None and p.requires_grad for p in (self.weight, self.bias)):
             raise FastDistillError("StatBatchNorm2d computes no gradient for BN weights: freeze the teacher "
                                    "(model.requires_grad_(False))")
-        y, self.last_loss = stat_batch_norm(x, self.running_mean, self.running_var, weight, bias, self.eps,
-                                            self.groups, self.backend)
+        if check_bn_input(x, self.groups, "StatBatchNorm2d") != self.num_features:
+            raise FastDistillError(f"StatBatchNorm2d: x has {x.shape[1]} channels, the layer {self.num_features}")
+        backend = backend_for("bn_stat_loss", x.device, self.backend)
+        y, self.last_loss = StatBatchNormFunction.apply(x, self._bn_constants(x), self.groups, backend)
         return y
 
     def extra_repr(self) -> str:
