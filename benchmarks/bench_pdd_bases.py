@@ -56,7 +56,7 @@ def _timed(benchmark, device: str, fn) -> None:
 
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    benchmark.pedantic(call, rounds=3, iterations=1, warmup_rounds=1)
+    benchmark.pedantic(call, rounds=5 if device == "cuda" else 2, iterations=1, warmup_rounds=1)
     if device == "cuda":
         benchmark.extra_info["peak_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
 
