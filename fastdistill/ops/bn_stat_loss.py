@@ -41,14 +41,15 @@ if triton is not None:
 
     @triton.jit
     def _bn_stat_loss_forward_kernel(
-        X, Y, PARTIAL, RM, SCALE, SHIFT,
-        C, HW, rows_per_group, rows_per_split, SPLIT,
+        X, Y, WORK, RM, SCALE, SHIFT,
+        C, HW, G, rows_per_group, rows_per_split, SPLIT,
         stride_n, stride_c, stride_hw,
         WRITE_Y: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_HW: tl.constexpr,
     ):
         """Partial sums of (x - running_mean) and its square for one (group, split of rows, block of channels).
 
-        With WRITE_Y, also writes the eval-mode BN output y = x * scale + shift (per-channel fp32 constants).
+        With WRITE_Y, also writes the eval-mode BN output y = x * scale + shift (per-channel fp32 constants). The sums
+        go to WORK's partial sums [G * SPLIT, 2, C], after its stats [3, G, C] (see the finalize kernel).
         """
         pid = tl.program_id(0)
         group = pid // SPLIT
@@ -75,7 +76,7 @@ if triton is not None:
                 if WRITE_Y:
                     y = x * scale[:, None] + shift[:, None]
                     tl.store(Y + offsets, y.to(Y.dtype.element_ty), mask=mask)
-        out = PARTIAL + pid * 2 * C + c
+        out = WORK + 3 * G * C + pid * 2 * C + c
         tl.store(out, tl.sum(acc, axis=1), mask=c_mask)
         tl.store(out + C, tl.sum(acc_sq, axis=1), mask=c_mask)
 
@@ -209,9 +210,12 @@ def _num_sms(device: torch.device) -> int:
     return torch.cuda.get_device_properties(device).multi_processor_count
 
 
+_INTERPRETED = triton_interpret()  # read when the kernels above are decorated, as Triton does
+
+
 def _sm_count(device: torch.device) -> int | None:
     """The CUDA device's SM count for ``_plan``; None under the interpreter (tests patch this to run GPU plans)."""
-    if device.type != "cuda" or triton_interpret():
+    if device.type != "cuda" or _INTERPRETED:
         return None
     return _num_sms(device)
 
@@ -242,7 +246,7 @@ def bn_stat_loss_forward(x: torch.Tensor, running_mean: torch.Tensor, running_va
     y = None if affine is None else torch.empty_like(x)
     scale, shift = affine if affine is not None else (running_mean, running_mean)
     _bn_stat_loss_forward_kernel[(groups * plan.split, triton.cdiv(c, plan.block_c))](
-        x, y, stats[3 * groups * c:], running_mean, scale, shift, c, h * w, n // groups, plan.rows_per_split,
+        x, y, stats, running_mean, scale, shift, c, h * w, groups, n // groups, plan.rows_per_split,
         plan.split, stride_n, stride_c, stride_hw, WRITE_Y=y is not None, BLOCK_C=plan.block_c,
         BLOCK_HW=plan.block_hw)
     _bn_stat_loss_finalize_kernel[(groups,)](stats, running_mean, running_var, loss, c, groups, plan.split,

@@ -33,7 +33,7 @@ from fastdistill.ops.registry import backend_for
 
 
 class _BNConstants(NamedTuple):
-    """fp32 contiguous [C] tensors of a frozen BatchNorm2d: y = x * scale + shift."""
+    """fp32 contiguous [C] tensors of a frozen BatchNorm2d (y = x * scale + shift) on one device."""
 
     running_mean: torch.Tensor
     running_var: torch.Tensor
@@ -51,6 +51,16 @@ def _bn_constants(x: torch.Tensor, running_mean: torch.Tensor, running_var: torc
                     (("running_mean", running_mean), ("running_var", running_var), ("weight", weight), ("bias", bias)))
     scale = w / torch.sqrt(rv + eps)
     return _BNConstants(rm, rv, w, b, scale, b - rm * scale, float(eps))
+
+
+class _LayerCache(NamedTuple):
+    """What a StatBatchNorm2d derives from its tensors for one device, and the versions it was derived from."""
+
+    device: torch.device
+    sources: tuple[torch.Tensor, ...]  # running_mean, running_var, weight, bias (the module's own tensors)
+    versions: tuple[int, ...]
+    constants: _BNConstants
+    backend: str
 
 
 class StatBatchNormFunction(torch.autograd.Function):
@@ -94,8 +104,10 @@ class StatBatchNorm2d(nn.Module):
     """A frozen BatchNorm2d (running statistics, no parameter gradients) that records its input's statistic loss.
 
     Built from an ``nn.BatchNorm2d`` whose parameters and buffers it shares (same tensors, same state-dict names).
-    After each forward, ``last_loss`` is the fp32 Tensor[groups] of ``bn_stat_loss`` of the input. The fp32 constants
-    (scale, shift, statistics) are computed once and recomputed only when a BN tensor is replaced or modified in place.
+    After each forward, ``last_loss`` is the fp32 Tensor[groups] of ``bn_stat_loss`` of the input.
+    At its first forward on a device the layer derives its fp32 constants (statistics, scale, shift) and picks its
+    backend; it derives them again after ``.to()`` / ``.cuda()`` / ``.float()`` or an in-place change of a BN tensor
+    (not one made through ``.data``), so a forward reads no device value and makes no extra launch for them.
     """
 
     def __init__(self, bn: nn.BatchNorm2d, groups: int = 1, backend: str | None = None):
@@ -114,28 +126,38 @@ class StatBatchNorm2d(nn.Module):
         self.groups, self.backend = groups, backend
         self.train(bn.training)
         self.last_loss: torch.Tensor | None = None
-        self._constants: tuple[tuple, _BNConstants] | None = None  # (key of the source tensors, constants)
+        self._cache: _LayerCache | None = None
 
-    def _bn_constants(self, x: torch.Tensor) -> _BNConstants:
-        weight = self.weight if self.weight is not None else self._unit_weight
-        bias = self.bias if self.bias is not None else self._zero_bias
-        sources = (self.running_mean, self.running_var, weight, bias)
-        key = (x.device, self.eps, *((t.data_ptr(), t._version) for t in sources))
-        if self._constants is None or self._constants[0] != key:
-            self._constants = key, _bn_constants(x, *sources, self.eps, "StatBatchNorm2d")
-        return self._constants[1]
+    def _apply(self, fn, recurse=True):
+        self._cache = None  # .to() / .cuda() / .float() may replace the tensors the cache was derived from
+        return super()._apply(fn, recurse)
+
+    def _layer_cache(self, x: torch.Tensor) -> _LayerCache:
+        cache = self._cache
+        if (cache is not None and cache.device == x.device
+                and tuple(t._version for t in cache.sources) == cache.versions):
+            return cache
+        sources = (self.running_mean, self.running_var,
+                   self.weight if self.weight is not None else self._unit_weight,
+                   self.bias if self.bias is not None else self._zero_bias)
+        versions = tuple(t._version for t in sources)
+        constants = _bn_constants(x, *sources, self.eps, "StatBatchNorm2d")
+        self._cache = _LayerCache(x.device, sources, versions, constants,
+                                  backend_for("bn_stat_loss", x.device, self.backend))
+        return self._cache
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
             raise FastDistillError("StatBatchNorm2d normalises with the running statistics of a frozen teacher: "
                                    "call model.eval() first")
-        if torch.is_grad_enabled() and any(p is not None and p.requires_grad for p in (self.weight, self.bias)):
-            raise FastDistillError("StatBatchNorm2d computes no gradient for BN weights: freeze the teacher "
-                                   "(model.requires_grad_(False))")
         if check_bn_input(x, self.groups, "StatBatchNorm2d") != self.num_features:
             raise FastDistillError(f"StatBatchNorm2d: x has {x.shape[1]} channels, the layer {self.num_features}")
-        backend = backend_for("bn_stat_loss", x.device, self.backend)
-        y, self.last_loss = StatBatchNormFunction.apply(x, self._bn_constants(x), self.groups, backend)
+        cache = self._layer_cache(x)
+        if torch.is_grad_enabled() and (cache.sources[2].requires_grad or cache.sources[3].requires_grad):
+            raise FastDistillError("StatBatchNorm2d computes no gradient for BN weights: freeze the teacher "
+                                   "(model.requires_grad_(False))")
+        y, loss = StatBatchNormFunction.apply(x, cache.constants, self.groups, cache.backend)
+        self.__dict__["last_loss"] = loss  # a plain attribute: skips nn.Module.__setattr__'s registry checks
         return y
 
     def extra_repr(self) -> str:

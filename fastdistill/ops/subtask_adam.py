@@ -130,7 +130,7 @@ def _check(param, grad, exp_avg, exp_avg_sq, step, lr, active) -> None:
     for name, t in (("param", param), ("grad", grad), ("exp_avg", exp_avg), ("exp_avg_sq", exp_avg_sq)):
         if t.dtype != torch.float32:
             raise FastDistillError(f"subtask_adam_step: {name} must be float32, got {t.dtype}")
-        if t.shape != param.shape or t.stride() != param.stride() or t.device != param.device:
+        if t.shape != param.shape or t.device != param.device or (t is not grad and t.stride() != param.stride()):
             raise FastDistillError(f"subtask_adam_step: {name} must have param's shape, layout and device "
                                    f"({tuple(param.shape)}, strides {param.stride()}, {param.device}); got "
                                    f"{tuple(t.shape)}, strides {t.stride()}, {t.device}")
@@ -149,7 +149,8 @@ def subtask_adam_step(param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Te
                       beta2: float = 0.9, eps: float = 1e-8, backend: str | None = None) -> None:
     """In-place Adam step + per-channel clamp on the active rows of ``param`` (one launch on the Triton backend).
 
-    param, grad, exp_avg, exp_avg_sq: fp32 [N, C, H, W], one layout (NCHW or channels_last); the moments start at 0.
+    param, grad, exp_avg, exp_avg_sq: fp32 [N, C, H, W]; param and the moments in one layout (NCHW or channels_last),
+        grad in any (copied to param's layout if it differs); the moments start at 0.
     step: int [N], the bias-correction step of each row for *this* update, i.e. already incremented by the caller
         (1 on a row's first update). Compat mode (the reference's one shared Adam over the batch): give every row the
         global step, ``torch.full((N,), t + 1)`` at iteration t, and mark not-yet-joined rows inactive.
@@ -158,6 +159,8 @@ def subtask_adam_step(param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Te
         device avoid a host-to-device copy). No autograd: ``param`` may be a leaf that requires grad.
     """
     _check(param, grad, exp_avg, exp_avg_sq, step, lr, active)
+    if grad.stride() != param.stride():  # e.g. autograd's NCHW gradient of a channels_last image batch
+        grad = grad.contiguous(memory_format=torch.channels_last if param.stride(1) == 1 else torch.contiguous_format)
     c = param.shape[1]
     lo, hi = _bounds(lo, "lo", c, param.device), _bounds(hi, "hi", c, param.device)
     impl = _IMPLS[backend_for("subtask_adam_step", param.device, backend)]
