@@ -37,6 +37,10 @@ CUDA_CASES = [
 ]
 
 
+def case_id(case) -> str:
+    return "N{}C{}H{}W{}G{}{}".format(*case[:5], "-cl" if case[5] else "")
+
+
 def make_inputs(n, c, h, w, groups, channels_last, dtype, device, seed=0):
     """x with a non-zero mean, running stats away from it, and a random upstream gradient (never all ones)."""
     gen = torch.Generator().manual_seed(seed)
@@ -92,11 +96,26 @@ def check_against_reference(x, running_mean, running_var, grad_out, groups, back
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
-@pytest.mark.parametrize("case", CASES, ids=lambda c: "N{}C{}H{}W{}G{}{}".format(*c[:5], "-cl" if c[5] else ""))
+@pytest.mark.parametrize("case", CASES, ids=case_id)
 def test_matches_reference(case, dtype, backend):
     *shape, groups, channels_last = case
     x, rm, rv, grad_out = make_inputs(*shape, groups, channels_last, dtype, "cpu")
     check_against_reference(x, rm, rv, grad_out, groups, backend)
+
+
+# GPU launch plans (H100, 132 SMs) in the interpreter: NCHW tiles of 2 channels x 1024 positions over a 64x64 map with
+# one row per split (2 splits per group), and channels_last tiles of 256 channels (2 channel blocks).
+GPU_PLAN_CASES = [(4, 16, 64, 64, 2, False), (3, 300, 2, 3, 3, True)]
+
+
+@pytest.mark.interpret
+@needs_interpreter
+@pytest.mark.parametrize("case", GPU_PLAN_CASES, ids=case_id)
+def test_gpu_plan_matches_reference(case, monkeypatch):
+    monkeypatch.setattr(bn_stat_loss_module, "_sm_count", lambda device: 132)
+    *shape, groups, channels_last = case
+    x, rm, rv, grad_out = make_inputs(*shape, groups, channels_last, torch.float32, "cpu", seed=4)
+    check_against_reference(x, rm, rv, grad_out, groups, "triton")
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -175,7 +194,7 @@ def test_environment_forces_triton(monkeypatch):
 @pytest.mark.cuda
 @needs_cuda
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=["fp32", "bf16", "fp16"])
-@pytest.mark.parametrize("case", CUDA_CASES, ids=lambda c: "N{}C{}H{}W{}G{}{}".format(*c[:5], "-cl" if c[5] else ""))
+@pytest.mark.parametrize("case", CUDA_CASES, ids=case_id)
 def test_cuda_matches_reference(case, dtype):
     *shape, groups, channels_last = case
     x, rm, rv, grad_out = make_inputs(*shape, groups, channels_last, dtype, "cuda")
