@@ -164,7 +164,7 @@ if triton is not None:
                 tl.store(DX + offsets, dx.to(DX.dtype.element_ty), mask=mask)
 
 
-_GPU_TILE = 2048  # elements per [BLOCK_C, BLOCK_HW] tile on a GPU (4 warps)
+_GPU_TILE = 2048  # elements per [BLOCK_C, BLOCK_HW] tile on a GPU (4 warps): at most (2, 1024) ... (128, 16)
 
 
 class _Plan(NamedTuple):
@@ -190,11 +190,11 @@ def _plan(n: int, c: int, hw: int, groups: int, channels_last: bool, sms: int | 
         rows_per_split, rows_per_program = triton.cdiv(rows_per_group, 2), triton.cdiv(n, 2)
     else:
         if channels_last:
-            block_c = min(c2, 256)
-            block_hw = min(hw2, _GPU_TILE // block_c)
+            block_c = min(max(c2, 2), 128)
+            block_hw = max(16, min(hw2, _GPU_TILE // block_c))
         else:
-            block_hw = min(hw2, 1024)
-            block_c = min(c2, _GPU_TILE // block_hw)
+            block_hw = max(16, min(hw2, 1024))
+            block_c = max(2, min(c2, _GPU_TILE // block_hw))
         rows_per_split, rows_per_program = max(triton.cdiv(65536, c * hw), triton.cdiv(n, 8 * sms)), 1
     split = triton.cdiv(rows_per_group, rows_per_split)
     if sms is None:
