@@ -172,7 +172,9 @@ class _Plan(NamedTuple):
     block_hw: int
     rows_per_split: int  # forward: rows of one program (a group has `split` of them)
     split: int
+    forward_grid: tuple[int, int]
     rows_per_program: int  # backward
+    backward_grid: tuple[int, int]
     block_s: int  # finalize: [BLOCK_S, BLOCK_C_FINAL] tiles of partial sums
     block_c_final: int
 
@@ -202,7 +204,9 @@ def _plan(n: int, c: int, hw: int, groups: int, channels_last: bool, sms: int | 
     else:  # about 4K partial sums per tile
         block_s = min(64, triton.next_power_of_2(split))
         block_c_final = min(max(16, 4096 // block_s), c2)
-    return _Plan(block_c, block_hw, rows_per_split, split, rows_per_program, block_s, block_c_final)
+    c_blocks = triton.cdiv(c, block_c)
+    return _Plan(block_c, block_hw, rows_per_split, split, (groups * split, c_blocks), rows_per_program,
+                 (triton.cdiv(n, rows_per_program), c_blocks), block_s, block_c_final)
 
 
 @functools.cache
@@ -245,7 +249,7 @@ def bn_stat_loss_forward(x: torch.Tensor, running_mean: torch.Tensor, running_va
     loss = torch.empty(groups, device=x.device, dtype=torch.float32)
     y = None if affine is None else torch.empty_like(x)
     scale, shift = affine if affine is not None else (running_mean, running_mean)
-    _bn_stat_loss_forward_kernel[(groups * plan.split, triton.cdiv(c, plan.block_c))](
+    _bn_stat_loss_forward_kernel[plan.forward_grid](
         x, y, stats, running_mean, scale, shift, c, h * w, groups, n // groups, plan.rows_per_split,
         plan.split, stride_n, stride_c, stride_hw, WRITE_Y=y is not None, BLOCK_C=plan.block_c,
         BLOCK_HW=plan.block_hw)
@@ -265,7 +269,7 @@ def bn_stat_loss_backward(x: torch.Tensor, grad_loss: torch.Tensor, stats: torch
     plan = _plan(n, c, h * w, groups, stride_c == 1 and c > 1, _sm_count(x.device))
     dx = torch.empty_like(x)
     dy, *dy_strides = _layout(dy) if dy is not None else (None, 0, 0, 0)
-    _bn_stat_loss_backward_kernel[(triton.cdiv(n, plan.rows_per_program), triton.cdiv(c, plan.block_c))](
+    _bn_stat_loss_backward_kernel[plan.backward_grid](
         x, dy, dx, grad_loss, stats, scale, n, c, h * w, groups, n // groups, plan.rows_per_program,
         grad_loss.stride(0), stride_n, stride_c, stride_hw, *dy_strides, HAS_DY=dy is not None,
         BLOCK_C=plan.block_c, BLOCK_HW=plan.block_hw)

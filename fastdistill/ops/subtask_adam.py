@@ -85,10 +85,10 @@ def subtask_adam_step_triton(param, grad, exp_avg, exp_avg_sq, step, lr, active,
     args = (param, grad, exp_avg, exp_avg_sq, step, lr, active.view(torch.uint8), lo, hi, param.stride(0), row_numel,
             c, h * w, beta1, beta2, eps, math.log2(beta1), math.log2(beta2))
     if param.device.type == "cuda" and not triton_interpret():
-        _subtask_adam_step_tuned[lambda meta: (n, triton.cdiv(row_numel, meta["BLOCK"]))](
+        _subtask_adam_step_tuned[lambda meta: (n, (row_numel + meta["BLOCK"] - 1) // meta["BLOCK"])](
             *args, CHANNELS_LAST=channels_last)
     else:
-        _subtask_adam_step_kernel[(n, triton.cdiv(row_numel, _INTERPRET_BLOCK))](
+        _subtask_adam_step_kernel[(n, (row_numel + _INTERPRET_BLOCK - 1) // _INTERPRET_BLOCK)](
             *args, CHANNELS_LAST=channels_last, BLOCK=_INTERPRET_BLOCK)
 
 
