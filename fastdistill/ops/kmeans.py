@@ -45,7 +45,7 @@ def kmeans(points: torch.Tensor, k: int, groups: torch.Tensor | None = None, ite
     """
     num_groups, counts = _check(points, k, groups, iters, tol, init)
     use_cpp = backend_for("kmeans", points.device, backend) == "cpp"
-    x = points.float()
+    x = points.float().contiguous()
     order = None
     if groups is not None and not bool((groups[1:] >= groups[:-1]).all()):
         order = torch.argsort(groups, stable=True)
