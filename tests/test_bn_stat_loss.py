@@ -104,8 +104,9 @@ def test_matches_reference(case, dtype, backend):
 
 
 # GPU launch plans (H100, 132 SMs) in the interpreter: NCHW tiles of 2 channels x 1024 positions over a 64x64 map with
-# one row per split (2 splits per group), and channels_last tiles of 128 channels (3 channel blocks).
-GPU_PLAN_CASES = [(4, 16, 64, 64, 2, False), (3, 300, 2, 3, 3, True)]
+# one row per split (2 splits per group), channels_last tiles of 128 channels (3 channel blocks), and channels_last
+# tiles of 64 channels x 32 positions with the 32x64 map in 4 chunks (forward and backward programs).
+GPU_PLAN_CASES = [(2, 16, 64, 64, 1, False), (3, 300, 2, 3, 3, True), (2, 64, 32, 64, 1, True)]
 
 
 @pytest.mark.interpret

@@ -42,14 +42,15 @@ if triton is not None:
     @triton.jit
     def _bn_stat_loss_forward_kernel(
         X, Y, WORK, RM, SCALE, SHIFT,
-        C, HW, G, rows_per_group, rows_per_split, SPLIT,
+        C, HW, hw_chunk, G, rows_per_group, rows_per_split, SPLIT,
         stride_n, stride_c, stride_hw,
         WRITE_Y: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_HW: tl.constexpr,
     ):
-        """Partial sums of (x - running_mean) and its square for one (group, split of rows, block of channels).
+        """Partial sums of (x - running_mean) and its square for one (group, split of rows, block of channels, chunk
+        of the feature map); the grid is (G * SPLIT, channel blocks, chunks).
 
         With WRITE_Y, also writes the eval-mode BN output y = x * scale + shift (per-channel fp32 constants). The sums
-        go to WORK's partial sums [G * SPLIT, 2, C], after its stats [3, G, C] (see the finalize kernel).
+        go to WORK's partial sums [G * SPLIT * chunks, 2, C], after its stats [3, G, C] (see the finalize kernel).
         """
         pid = tl.program_id(0)
         group = pid // SPLIT
@@ -63,9 +64,11 @@ if triton is not None:
         acc_sq = tl.zeros([BLOCK_C, BLOCK_HW], dtype=tl.float32)
         row_begin = group * rows_per_group + (pid % SPLIT) * rows_per_split
         row_end = tl.minimum(row_begin + rows_per_split, (group + 1) * rows_per_group)
+        hw_start = tl.program_id(2) * hw_chunk  # hw_chunk is a multiple of BLOCK_HW
+        hw_stop = tl.minimum(hw_start + hw_chunk, HW)
         for row in range(row_begin, row_end):
             row_offset = tl.cast(row, tl.int64) * stride_n
-            for hw_begin in range(0, HW, BLOCK_HW):
+            for hw_begin in range(hw_start, hw_stop, BLOCK_HW):
                 hw = hw_begin + tl.arange(0, BLOCK_HW)
                 mask = c_mask[:, None] & (hw < HW)[None, :]
                 offsets = row_offset + c[:, None] * stride_c + hw[None, :] * stride_hw
@@ -76,19 +79,19 @@ if triton is not None:
                 if WRITE_Y:
                     y = x * scale[:, None] + shift[:, None]
                     tl.store(Y + offsets, y.to(Y.dtype.element_ty), mask=mask)
-        out = WORK + 3 * G * C + pid * 2 * C + c
+        out = WORK + 3 * G * C + (pid * tl.num_programs(2) + tl.program_id(2)) * 2 * C + c
         tl.store(out, tl.sum(acc, axis=1), mask=c_mask)
         tl.store(out + C, tl.sum(acc_sq, axis=1), mask=c_mask)
 
     @triton.jit
-    def _group_differences(PARTIAL, RV, group, c, c_mask, C, SPLIT, inv_count, BLOCK_S: tl.constexpr):
-        """(mean - running_mean, var - running_var) of one group for channels c, from the split partial sums."""
+    def _group_differences(PARTIAL, RV, group, c, c_mask, C, PARTS, inv_count, BLOCK_S: tl.constexpr):
+        """(mean - running_mean, var - running_var) of one group for channels c, from its PARTS partial sums."""
         s1 = tl.zeros(c.shape, dtype=tl.float32)
         s2 = tl.zeros(c.shape, dtype=tl.float32)
-        for s_begin in range(0, SPLIT, BLOCK_S):
+        for s_begin in range(0, PARTS, BLOCK_S):
             split = s_begin + tl.arange(0, BLOCK_S)
-            mask = (split < SPLIT)[:, None] & c_mask[None, :]
-            part = PARTIAL + (group * SPLIT + split)[:, None] * 2 * C + c[None, :]
+            mask = (split < PARTS)[:, None] & c_mask[None, :]
+            part = PARTIAL + (group * PARTS + split)[:, None] * 2 * C + c[None, :]
             s1 += tl.sum(tl.load(part, mask=mask, other=0.0), axis=0)
             s2 += tl.sum(tl.load(part + C, mask=mask, other=0.0), axis=0)
         d_mu = s1 * inv_count  # the sums are of x - running_mean
@@ -98,12 +101,12 @@ if triton is not None:
 
     @triton.jit
     def _bn_stat_loss_finalize_kernel(
-        WORK, RM, RV, LOSS, C, G, SPLIT, inv_count,
+        WORK, RM, RV, LOSS, C, G, PARTS, inv_count,
         BLOCK_S: tl.constexpr, BLOCK_C: tl.constexpr,
     ):
         """One program per group: loss, and the backward's (mean, coef_mu, coef_var) of every channel.
 
-        WORK holds stats [3, G, C] (mean, coef_mu, coef_var) followed by the forward's partial sums [G * SPLIT, 2, C].
+        WORK holds stats [3, G, C] (mean, coef_mu, coef_var) followed by the forward's partial sums [G * PARTS, 2, C].
         """
         group = tl.program_id(0)
         partial = WORK + 3 * G * C
@@ -111,7 +114,7 @@ if triton is not None:
         sq_var = tl.zeros([BLOCK_C], dtype=tl.float32)
         for c_begin in range(0, C, BLOCK_C):
             c = c_begin + tl.arange(0, BLOCK_C)
-            d_mu, d_var = _group_differences(partial, RV, group, c, c < C, C, SPLIT, inv_count, BLOCK_S)
+            d_mu, d_var = _group_differences(partial, RV, group, c, c < C, C, PARTS, inv_count, BLOCK_S)
             sq_mu += d_mu * d_mu
             sq_var += d_var * d_var
         norm_mu = tl.sqrt(tl.sum(sq_mu, axis=0))
@@ -122,7 +125,7 @@ if triton is not None:
         for c_begin in range(0, C, BLOCK_C):
             c = c_begin + tl.arange(0, BLOCK_C)
             c_mask = c < C
-            d_mu, d_var = _group_differences(partial, RV, group, c, c_mask, C, SPLIT, inv_count, BLOCK_S)
+            d_mu, d_var = _group_differences(partial, RV, group, c, c_mask, C, PARTS, inv_count, BLOCK_S)
             out = WORK + group * C + c
             tl.store(out, tl.load(RM + c, mask=c_mask, other=0.0) + d_mu, mask=c_mask)
             tl.store(out + G * C, d_mu * mu_factor, mask=c_mask)
@@ -131,17 +134,19 @@ if triton is not None:
     @triton.jit
     def _bn_stat_loss_backward_kernel(
         X, DY, DX, GRAD_LOSS, STATS, SCALE,
-        N, C, HW, G, rows_per_group, rows_per_program, grad_stride,
+        N, C, HW, hw_chunk, G, rows_per_group, rows_per_program, grad_stride,
         stride_n, stride_c, stride_hw, dy_stride_n, dy_stride_c, dy_stride_hw,
         HAS_DY: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_HW: tl.constexpr,
     ):
-        """dx = grad_g * (coef_mu + coef_var * (x - mean_g)) [+ dy * scale]: rows x channel block."""
+        """dx = grad_g * (coef_mu + coef_var * (x - mean_g)) [+ dy * scale]: rows x channel block x chunk of the map."""
         c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
         c_mask = c < C
         if HAS_DY:
             scale = tl.load(SCALE + c, mask=c_mask, other=0.0)
         row_begin = tl.program_id(0) * rows_per_program
         row_end = tl.minimum(row_begin + rows_per_program, N)
+        hw_start = tl.program_id(2) * hw_chunk  # hw_chunk is a multiple of BLOCK_HW
+        hw_stop = tl.minimum(hw_start + hw_chunk, HW)
         for row in range(row_begin, row_end):
             group = row // rows_per_group
             grad = tl.load(GRAD_LOSS + group * grad_stride)
@@ -151,7 +156,7 @@ if triton is not None:
             coef_var = tl.load(stats + 2 * G * C, mask=c_mask, other=0.0) * grad
             row_offset = tl.cast(row, tl.int64) * stride_n
             dy_row_offset = tl.cast(row, tl.int64) * dy_stride_n
-            for hw_begin in range(0, HW, BLOCK_HW):
+            for hw_begin in range(hw_start, hw_stop, BLOCK_HW):
                 hw = hw_begin + tl.arange(0, BLOCK_HW)
                 mask = c_mask[:, None] & (hw < HW)[None, :]
                 offsets = row_offset + c[:, None] * stride_c + hw[None, :] * stride_hw
@@ -172,24 +177,33 @@ class _Plan(NamedTuple):
     block_hw: int
     rows_per_split: int  # forward: rows of one program (a group has `split` of them)
     split: int
-    forward_grid: tuple[int, int]
+    forward_hw_chunk: int  # positions of the feature map per program (a multiple of block_hw)
+    forward_grid: tuple[int, int, int]  # (groups * split, channel blocks, map chunks)
+    parts: int  # partial sums per group: split * map chunks
     rows_per_program: int  # backward
-    backward_grid: tuple[int, int]
+    backward_hw_chunk: int
+    backward_grid: tuple[int, int, int]  # (row blocks, channel blocks, map chunks)
     block_s: int  # finalize: [BLOCK_S, BLOCK_C_FINAL] tiles of partial sums
     block_c_final: int
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
 
 
 @functools.lru_cache(maxsize=1024)
 def _plan(n: int, c: int, hw: int, groups: int, channels_last: bool, sms: int | None) -> _Plan:
     """Launch parameters. GPU (``sms`` = its SM count): the tile's long side along the contiguous axis (HW for NCHW,
-    C for channels_last), >= 64K elements per forward split and at most ~8 splits per SM, one row per backward program.
-    Interpreter (``sms`` None): about half the channels and half the feature map per tile, two splits per group and
-    two backward programs, so that tiny test shapes cover every loop and block."""
+    C for channels_last); forward splits of >= 64K elements (all channels) and at most ~8 per SM, then chunks of the
+    map while there are fewer than 4 programs per SM; backward programs of one row and about 32K elements.
+    Interpreter (``sms`` None): about half the channels and a quarter of the map per tile, chunks of half the map, two
+    splits per group and two backward row blocks, so that tiny test shapes cover every loop and block."""
     rows_per_group = n // groups
     c2, hw2 = triton.next_power_of_2(c), triton.next_power_of_2(hw)
     if sms is None:
-        block_c, block_hw = min(256, max(4, c2 // 2)), min(256, max(16, hw2 // 2))
-        rows_per_split, rows_per_program = triton.cdiv(rows_per_group, 2), triton.cdiv(n, 2)
+        block_c, block_hw = min(256, max(4, c2 // 2)), min(256, max(16, hw2 // 4))
+        rows_per_split, rows_per_program = _cdiv(rows_per_group, 2), _cdiv(n, 2)
+        forward_hw_chunk = backward_hw_chunk = 2 * block_hw
     else:
         if channels_last:
             block_c = min(max(c2, 2), 128)
@@ -197,16 +211,22 @@ def _plan(n: int, c: int, hw: int, groups: int, channels_last: bool, sms: int | 
         else:
             block_hw = max(16, min(hw2, 1024))
             block_c = max(2, min(c2, _GPU_TILE // block_hw))
-        rows_per_split, rows_per_program = max(triton.cdiv(65536, c * hw), triton.cdiv(n, 8 * sms)), 1
-    split = triton.cdiv(rows_per_group, rows_per_split)
+        rows_per_split, rows_per_program = max(_cdiv(65536, c * hw), _cdiv(n, 8 * sms)), 1
+        backward_hw_chunk = block_hw * max(1, 32768 // (min(c, block_c) * block_hw))
+        forward_programs = groups * _cdiv(rows_per_group, rows_per_split) * _cdiv(c, block_c)
+        chunks = min(_cdiv(hw, backward_hw_chunk), max(1, _cdiv(4 * sms, forward_programs)))
+        forward_hw_chunk = block_hw * _cdiv(_cdiv(hw, chunks), block_hw)
+    split = _cdiv(rows_per_group, rows_per_split)
+    c_blocks, forward_chunks = _cdiv(c, block_c), _cdiv(hw, forward_hw_chunk)
+    parts = split * forward_chunks
     if sms is None:
-        block_s, block_c_final = max(1, triton.next_power_of_2(split) // 2), min(256, max(16, c2 // 2))
+        block_s, block_c_final = max(1, triton.next_power_of_2(parts) // 2), min(256, max(16, c2 // 2))
     else:  # about 4K partial sums per tile
-        block_s = min(64, triton.next_power_of_2(split))
+        block_s = min(64, triton.next_power_of_2(parts))
         block_c_final = min(max(16, 4096 // block_s), c2)
-    c_blocks = triton.cdiv(c, block_c)
-    return _Plan(block_c, block_hw, rows_per_split, split, (groups * split, c_blocks), rows_per_program,
-                 (triton.cdiv(n, rows_per_program), c_blocks), block_s, block_c_final)
+    return _Plan(block_c, block_hw, rows_per_split, split, forward_hw_chunk, (groups * split, c_blocks, forward_chunks),
+                 parts, rows_per_program, backward_hw_chunk,
+                 (_cdiv(n, rows_per_program), c_blocks, _cdiv(hw, backward_hw_chunk)), block_s, block_c_final)
 
 
 @functools.cache
@@ -245,15 +265,15 @@ def bn_stat_loss_forward(x: torch.Tensor, running_mean: torch.Tensor, running_va
     x, stride_n, stride_c, stride_hw = _layout(x)
     n, c, h, w = x.shape
     plan = _plan(n, c, h * w, groups, stride_c == 1 and c > 1, _sm_count(x.device))
-    stats = torch.empty((3 + 2 * plan.split) * groups * c, device=x.device, dtype=torch.float32)
+    stats = torch.empty((3 + 2 * plan.parts) * groups * c, device=x.device, dtype=torch.float32)
     loss = torch.empty(groups, device=x.device, dtype=torch.float32)
     y = None if affine is None else torch.empty_like(x)
     scale, shift = affine if affine is not None else (running_mean, running_mean)
     _bn_stat_loss_forward_kernel[plan.forward_grid](
-        x, y, stats, running_mean, scale, shift, c, h * w, groups, n // groups, plan.rows_per_split,
-        plan.split, stride_n, stride_c, stride_hw, WRITE_Y=y is not None, BLOCK_C=plan.block_c,
+        x, y, stats, running_mean, scale, shift, c, h * w, plan.forward_hw_chunk, groups, n // groups,
+        plan.rows_per_split, plan.split, stride_n, stride_c, stride_hw, WRITE_Y=y is not None, BLOCK_C=plan.block_c,
         BLOCK_HW=plan.block_hw)
-    _bn_stat_loss_finalize_kernel[(groups,)](stats, running_mean, running_var, loss, c, groups, plan.split,
+    _bn_stat_loss_finalize_kernel[(groups,)](stats, running_mean, running_var, loss, c, groups, plan.parts,
                                              1.0 / (n // groups * h * w), BLOCK_S=plan.block_s,
                                              BLOCK_C=plan.block_c_final, num_warps=8)
     return loss, stats, y
@@ -270,8 +290,8 @@ def bn_stat_loss_backward(x: torch.Tensor, grad_loss: torch.Tensor, stats: torch
     dx = torch.empty_like(x)
     dy, *dy_strides = _layout(dy) if dy is not None else (None, 0, 0, 0)
     _bn_stat_loss_backward_kernel[plan.backward_grid](
-        x, dy, dx, grad_loss, stats, scale, n, c, h * w, groups, n // groups, plan.rows_per_program,
-        grad_loss.stride(0), stride_n, stride_c, stride_hw, *dy_strides, HAS_DY=dy is not None,
+        x, dy, dx, grad_loss, stats, scale, n, c, h * w, plan.backward_hw_chunk, groups, n // groups,
+        plan.rows_per_program, grad_loss.stride(0), stride_n, stride_c, stride_hw, *dy_strides, HAS_DY=dy is not None,
         BLOCK_C=plan.block_c, BLOCK_HW=plan.block_hw)
     return dx
 
