@@ -15,7 +15,9 @@ so the backward reads x once and writes the gradient once (a zero norm gives a z
 Backends: Triton (CUDA; CPU tensors under ``TRITON_INTERPRET=1`` when forced) and torch (CPU default: sums and sums of
 squares by vectorised fp32 reductions, no permuted copy, no temporary). The kernels and launchers here are shared with
 ``stat_batchnorm`` (BatchNorm2d that returns this loss), which fuses the normalised output into the statistics pass and
-BN's input gradient into the backward pass.
+BN's input gradient into the backward pass. Triton makes two launches forward (partial sums [+ y], then loss and
+coefficients) and one backward, with launch parameters derived from the shape (``_plan``: no autotuning) and no
+host synchronisation.
 """
 
 from __future__ import annotations
