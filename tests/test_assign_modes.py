@@ -134,6 +134,18 @@ def test_low_precision_inputs(backend, dtype):
     assert (dist - ref).abs().max() <= 2 * (plain - ref).abs().max()
 
 
+@pytest.mark.parametrize("precision", ["high", "medium"])
+def test_reduced_float32_matmul_precision_stays_exact(precision):
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision(precision)  # TF32 / bfloat16 matmul inputs: the torch backend widens its check
+    try:
+        gen = torch.Generator().manual_seed(13)
+        check(torch.randn(300, 64, generator=gen), torch.randn(3, 20, 64, generator=gen),
+              torch.randint(0, 3, (300,), generator=gen), backend="torch")
+    finally:
+        torch.set_float32_matmul_precision(before)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_non_contiguous_inputs(backend):
     gen = torch.Generator().manual_seed(5)

@@ -83,10 +83,10 @@ void nearest_centroids(const at::Tensor& points, const at::Tensor& centroids, co
   const int64_t row_bytes = D * static_cast<int64_t>(x.element_size());
   const float* cbase = c.const_data_ptr<float>();
 
-  // Packed centroid panels, ||c||^2 (computed in float64, used in fp32) and the largest centroid norm of each group.
   const int64_t W = kern.lanes, S = (D + W - 1) / W, Dp = S * W;
   // fp32 rows whose length is a multiple of W are read in place; others are converted and padded into panels.
   const bool in_place = type == ElemType::f32 && D % W == 0;
+  // Packed centroid panels, ||c||^2 (computed in float64, used in fp32) and the largest centroid norm of each group.
   std::vector<float> cpack(G * K * Dp), cnorm(G * K);
   std::vector<double> cmax(G, 0.0);
   // Grain sizes keep small problems on the calling thread (a parallel region costs more than they do).
@@ -151,7 +151,7 @@ void nearest_centroids(const at::Tensor& points, const at::Tensor& centroids, co
     std::vector<float> scores(kBlockPoints * K), xpack(kBlockPoints * Dp), scratch(kBlockPoints * K * kern.lanes);
     const void* rows[kBlockPoints];
     const float* frows[kBlockPoints];
-    const void* next[kBlockPoints];        // the points of the next block, prefetched while this one is packed
+    const void* next[kBlockPoints];        // the points of the next block, prefetched during this one
     const int64_t range_end = items[i1 - 1].end;  // items cover the group-sorted points in order
     for (int64_t it = i0; it < i1; ++it) {
       const Item& item = items[it];
