@@ -5,10 +5,13 @@ lr_img 0.1, real batch 256/class, (outer, inner) loops by IPC, lr_net 0.01; MTT 
 expert_epochs 2, max_start_epoch 20, lr_img 1000 (no ZCA; the spec treats lr_img as tuned), lr_lr 1e-5,
 lr_teacher 0.01, all images per inner step, 1000 transition epochs. The ``digits`` presets shrink iteration counts
 and loops so that a whole run (distillation and evaluation) takes minutes on a CPU. Their image learning rates are
-rescaled to digits' gradient sizes (measured at initialisation): DM's 128-d embedding gives losses ~500x smaller
-than 32x32 images (lr_img 10; at 1 the images barely move); DC's gradient per pixel is ~2.5 on 64 pixels (lr_img
-0.01; 0.1 saturates the images within an iteration); MTT's image gradient is ~0.04 and its LR gradient ~100
-(lr_img 1, lr_lr 1e-7; the reference's 100 and 1e-5 saturate the images and drive the learned LR negative).
+rescaled to digits' gradient sizes (measured at initialisation):
+- DM: the 128-d embedding gives losses ~500x smaller than 32x32 images: lr_img 10 (at 1 the images barely move);
+- DC/DSA: the gradient per pixel is ~2.5 on 64 pixels and the loss is rough (with a fixed network and real batch,
+  steps of lr_img 0.01 already increase it, 0.001 decrease it; the reference's 0.1 saturates the images within an
+  iteration): lr_img 0.001;
+- MTT: the image gradient is ~0.04 and the LR gradient ~100: lr_img 1, lr_lr 1e-7 (the reference's 100 and 1e-5
+  saturate the images and drive the learned LR negative).
 """
 
 from __future__ import annotations
@@ -33,9 +36,9 @@ REFERENCE: dict[str, dict[str, object]] = {
 
 DATASET_PRESETS: dict[tuple[str, str], dict[str, object]] = {
     ("dm", "digits"): {"iterations": 200, "batch_real": 32, "lr_img": 10.0, "pool": 4, "cond_epochs": 30},
-    ("dc", "digits"): {"iterations": 10, "batch_real": 32, "lr_img": 0.01, "outer_loop": 5, "inner_loop": 5,
+    ("dc", "digits"): {"iterations": 10, "batch_real": 32, "lr_img": 0.001, "outer_loop": 5, "inner_loop": 5,
                        "pool": 4, "cond_epochs": 30},
-    ("dsa", "digits"): {"iterations": 10, "batch_real": 32, "lr_img": 0.01, "outer_loop": 5, "inner_loop": 5,
+    ("dsa", "digits"): {"iterations": 10, "batch_real": 32, "lr_img": 0.001, "outer_loop": 5, "inner_loop": 5,
                         "pool": 4, "cond_epochs": 30},
     ("mtt", "digits"): {"iterations": 100, "syn_steps": 10, "max_start_epoch": 5, "expert_epochs": 2,
                         "lr_img": 1.0, "lr_lr": 1e-7, "transition_epochs": 50},
