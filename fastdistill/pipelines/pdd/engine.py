@@ -192,7 +192,3 @@ class ProgressiveRun:
         return save_distilled(self.run_dir, self.info.denormalize(x).clamp(0, 1), labels, self.info,
                               tags=[f"stage{int(s)}" for s in stage], extra=extra)
 
-
-def load_run_records(run_dir: Path) -> list[StageRecord]:
-    state = torch_load(Path(run_dir) / CHECKPOINT)
-    return [StageRecord(**r) for r in state["records"]]
