@@ -244,6 +244,8 @@ def test_info_reports_the_cpp_backend():
 @pytest.mark.parametrize("grouped", [False, True])
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_cuda_matches_oracle(backend, grouped, k, dtype, impl, monkeypatch):
+    if backend == "torch" and impl != "auto":
+        pytest.skip("FASTDISTILL_CUDA_ASSIGN only selects the cpp backend's CUDA kernel")
     monkeypatch.setenv("FASTDISTILL_CUDA_ASSIGN", impl)
     gen = torch.Generator().manual_seed(k)
     n, d, g = 700, 70, 5
