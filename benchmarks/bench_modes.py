@@ -7,8 +7,7 @@ blobs (centres ~ N(0, 1), unit noise) in fp32, points stored class by class. One
 - ``assign/...`` (centroids: K points of each class)
   ``reference``      the per-class torch loop: ``torch.cdist(x[groups == g], centroids[g]).argmin(1)`` for every g
   ``cdist-batched``  one ``torch.cdist`` over the [C, 1300, D] batch, then ``argmin``
-  ``fastdistill``    ``assign_modes(points, centroids, groups)``; on CUDA also ``fastdistill-tiled`` and
-                     ``fastdistill-gemm`` (the two score kernels, forced with FASTDISTILL_CUDA_ASSIGN)
+  ``fastdistill``    ``assign_modes(points, centroids, groups)``
 - ``kmeans/...`` (k = K, ``iters`` = 50 = scikit-learn's ``max_iter``, tol 1e-4, k-means++, one init, seed 0)
   ``reference``      scikit-learn ``KMeans`` class by class (CPU only)
   ``fastdistill``    ``kmeans(points, K, groups)``: every class in one call
@@ -49,7 +48,7 @@ try:
 except ImportError:
     faiss = None
 
-ASSIGN = ["reference", "cdist-batched", "fastdistill", "fastdistill-tiled", "fastdistill-gemm"]
+ASSIGN = ["reference", "cdist-batched", "fastdistill"]
 KMEANS = ["reference", "fastdistill", "faiss"]
 
 
@@ -98,11 +97,9 @@ def cdist_batched(points: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor
 @pytest.mark.parametrize("provider", ASSIGN)
 @pytest.mark.parametrize("shape", SHAPES, ids=[f"K{k}-D{d}" for k, d in SHAPES])
 @pytest.mark.parametrize("device", DEVICES)
-def test_assign(benchmark, device, shape, provider, monkeypatch):
+def test_assign(benchmark, device, shape, provider):
     k, d = shape
-    if provider.startswith("fastdistill-") and device != "cuda":
-        pytest.skip("the tiled / gemm variants are CUDA score kernels")
-    if provider.startswith("fastdistill") and not _extension.available():
+    if provider == "fastdistill" and not _extension.available():
         pytest.skip("fastdistill._C is not built (the torch fallback is what 'reference' measures)")
     points, groups, centroids = dataset(k, d, device)
     if provider == "reference":
@@ -110,8 +107,6 @@ def test_assign(benchmark, device, shape, provider, monkeypatch):
     elif provider == "cdist-batched":
         fn = functools.partial(cdist_batched, points, centroids)
     else:
-        if provider != "fastdistill":
-            monkeypatch.setenv("FASTDISTILL_CUDA_ASSIGN", provider.split("-")[1])
         fn = functools.partial(assign_modes, points, centroids, groups)
     benchmark.group = f"assign/{device}/K{k}/D{d}"
     timed(benchmark, fn, device, rounds=5 if device == "cuda" else 3, warmup=1, op="assign_modes", provider=provider,

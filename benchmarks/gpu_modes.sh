@@ -13,8 +13,8 @@
 #   info.txt                 python -m fastdistill info (assign_modes / kmeans must say "CUDA (fastdistill._C)")
 #   cuda_tests.log/.xml      pytest -m cuda on tests/test_assign_modes.py tests/test_kmeans.py (JUnit XML)
 #   tests.log/.xml           the same two files without the marker filter (CPU + CUDA, with the CUDA build loaded)
-#   bench_modes.json/.log    pytest-benchmark: assign_modes (tiled, gemm, default) vs per-class loop and batched cdist,
-#                            kmeans (inertia in extra_info)
+#   bench_modes.json/.log    pytest-benchmark: assign_modes vs per-class loop and batched cdist, kmeans (inertia in
+#                            extra_info)
 #   summary.md               per-call medians, speedups vs the per-class loop and vs batched cdist, kmeans inertia
 #   summary.txt              one line per step: ok / FAILED
 # Every step runs even if an earlier one fails (except after a failed build); the exit status is non-zero if any did.
@@ -28,7 +28,7 @@ OUT=$(cd "$OUT" && pwd)
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-unset FASTDISTILL_BACKEND FASTDISTILL_CUDA_ASSIGN FASTDISTILL_CPU_ISA TRITON_INTERPRET
+unset FASTDISTILL_BACKEND FASTDISTILL_CPU_ISA TRITON_INTERPRET
 TESTS=(tests/test_assign_modes.py tests/test_kmeans.py)
 failed=0
 : > "$OUT/summary.txt"

@@ -238,30 +238,27 @@ def test_info_reports_the_cpp_backend():
 
 @pytest.mark.cuda
 @needs_cuda
-@pytest.mark.parametrize("impl", ["auto", "tiled", "gemm"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("k", [1, 10, 16, 17, 33, 50, 64, 65, 130])
-@pytest.mark.parametrize("grouped", [False, True])
+@pytest.mark.parametrize("layout", ["no-groups", "sorted-equal-groups", "random-groups"])
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_cuda_matches_oracle(backend, grouped, k, dtype, impl, monkeypatch):
-    if backend == "torch" and impl != "auto":
-        pytest.skip("FASTDISTILL_CUDA_ASSIGN only selects the cpp backend's CUDA kernel")
-    monkeypatch.setenv("FASTDISTILL_CUDA_ASSIGN", impl)
+def test_cuda_matches_oracle(backend, layout, k, dtype):
+    # sorted equal-sized groups are multiplied in place; random groups go through a padded copy
     gen = torch.Generator().manual_seed(k)
     n, d, g = 700, 70, 5
     points = torch.randn(n, d, generator=gen).to(dtype).cuda()
-    groups = torch.randint(0, g, (n,), generator=gen).cuda() if grouped else None
-    centroids = torch.randn(*((g,) if grouped else ()), k, d, generator=gen).to(dtype).cuda()
+    groups = {"no-groups": None, "sorted-equal-groups": torch.arange(g).repeat_interleave(n // g),
+              "random-groups": torch.randint(0, g, (n,), generator=gen)}[layout]
+    groups = groups.cuda() if groups is not None else None
+    centroids = torch.randn(*((g,) if groups is not None else ()), k, d, generator=gen).to(dtype).cuda()
     index, _ = check(points, centroids, groups, backend=backend)
     assert index.is_cuda
 
 
 @pytest.mark.cuda
 @needs_cuda
-@pytest.mark.parametrize("impl", ["tiled", "gemm"])
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_cuda_ties_and_groups(backend, impl, monkeypatch):
-    monkeypatch.setenv("FASTDISTILL_CUDA_ASSIGN", impl)
+def test_cuda_ties_and_groups(backend):
     gen = torch.Generator().manual_seed(8)
     offset = torch.full((1, 64), 3000.0)
     base = offset + torch.randn(6, 64, generator=gen) * 0.05

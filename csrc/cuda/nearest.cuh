@@ -8,10 +8,8 @@
 namespace fastdistill::cuda {
 
 // index [N] int64 and dist [N] float32 (preallocated on the points' device) of the nearest centroid of each point's
-// group: fp32 scores ||c||^2 - 2 x.c, then a float64 check of (x - c)^2 wherever the two best scores are closer than
-// their error bound; ties go to the lowest index. FASTDISTILL_CUDA_ASSIGN=tiled|gemm forces the score kernel:
-// `tiled` (one fused kernel, no N x K buffer) or `gemm` (cuBLAS bmm through ATen, scores buffered); by default `gemm`
-// is used when it needs no copy of the points (fp32 points, ungrouped or group-sorted with equal group sizes).
+// group: fp32 scores ||c||^2 - 2 x.c from one batched GEMM, then a float64 check of (x - c)^2 wherever the two best
+// scores are closer than their error bound; ties go to the lowest index.
 void nearest_centroids(const at::Tensor& points, const at::Tensor& centroids, const std::optional<at::Tensor>& groups,
                        at::Tensor& index, at::Tensor& dist);
 
