@@ -25,8 +25,11 @@ def log(msg: str) -> None:
 def find_cuda_home() -> str | None:
     """The real toolkit root: $CUDA_HOME / $CUDA_PATH, else asked from the nvcc on PATH (maybe a wrapper)."""
     for var in ("CUDA_HOME", "CUDA_PATH"):
-        if os.environ.get(var) and os.path.exists(os.path.join(os.environ[var], "bin", "nvcc")):
-            return os.environ[var]
+        root = os.environ.get(var)
+        if root and os.path.exists(os.path.join(root, "include", "cuda_runtime.h")):
+            return root
+        if root:
+            log(f"ignoring {var}={root}: no include/cuda_runtime.h there (not a toolkit root)")
     nvcc = shutil.which("nvcc")
     if nvcc is None:
         return None
