@@ -34,17 +34,7 @@ TESTS=(tests/test_bn_stat_loss.py tests/test_stat_batchnorm.py tests/test_subtas
 failed=0
 : > "$OUT/summary.txt"
 
-step() {  # step NAME LOGFILE COMMAND...: run, log, record the status
-  local name=$1 logfile=$2
-  shift 2
-  local t0=$SECONDS
-  echo "== $name ..."
-  "$@" > "$logfile" 2>&1
-  local rc=$?
-  local line="$name: $([ $rc -eq 0 ] && echo ok || echo "FAILED (exit $rc)") in $((SECONDS - t0))s -> $(basename "$logfile")"
-  echo "$line" | tee -a "$OUT/summary.txt"
-  [ $rc -eq 0 ] || { failed=1; tail -n 4 "$logfile" | cut -c1-200 | sed 's/^/    /' | tee -a "$OUT/summary.txt"; }
-}
+. benchmarks/gpu_step.sh  # step()
 
 versions() {
   $PY - <<'PY'

@@ -33,18 +33,7 @@ TESTS=(tests/test_assign_modes.py tests/test_kmeans.py)
 failed=0
 : > "$OUT/summary.txt"
 
-step() {  # step NAME LOGFILE COMMAND...: run, log, record the status
-  local name=$1 logfile=$2
-  shift 2
-  local t0=$SECONDS
-  echo "== $name ..."
-  "$@" > "$logfile" 2>&1
-  local rc=$?
-  local line="$name: $([ $rc -eq 0 ] && echo ok || echo "FAILED (exit $rc)") in $((SECONDS - t0))s -> $(basename "$logfile")"
-  echo "$line" | tee -a "$OUT/summary.txt"
-  [ $rc -eq 0 ] || { failed=1; tail -n 25 "$logfile"; }
-  return $rc
-}
+. benchmarks/gpu_step.sh  # step()
 
 {
   date -u
