@@ -12,6 +12,7 @@ learned-range variance); only the beta parameters are read from a ``scheduler/``
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,6 +72,8 @@ class Generator:
 
 
 def _load(cls, path: Path, what: str, dtype: torch.dtype, **kwargs):
+    # diffusers warns on every load without `accelerate` unless told not to use its low-memory loader
+    kwargs.setdefault("low_cpu_mem_usage", importlib.util.find_spec("accelerate") is not None)
     try:
         return cls.from_pretrained(str(path), torch_dtype=dtype, local_files_only=True, **kwargs)
     except (OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:
