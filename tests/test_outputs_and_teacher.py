@@ -33,7 +33,7 @@ def test_png_round_trip_is_exact(tmp_path):
     files = sorted(p.name for p in (tmp_path / "images" / "002_fish").iterdir())
     assert files == ["0000_s1.png", "0001_s0.png", "0002_s1.png"]
     img = Image.open(tmp_path / "images" / "001_dog_wolf" / "0000_s0.png")
-    assert torch.equal(torch.from_numpy(np.asarray(img)).permute(2, 0, 1), back["images"][2])
+    assert torch.equal(torch.from_numpy(np.array(img)).permute(2, 0, 1), back["images"][2])
     assert Image.open(tmp_path / "grid.png").size[0] >= 64
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no temporary leftovers
 
