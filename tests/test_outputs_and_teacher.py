@@ -43,7 +43,7 @@ def test_jpeg_compat_truncates_and_stores_decoded_pixels(tmp_path):
     ramp = torch.linspace(0, 1, 9)
     pixels = (ramp[None, None, :, None] * ramp[None, None, None, :]).expand(7, 3, 9, 9).contiguous()
     back = save_distilled(tmp_path, pixels, labels, INFO, image_format="jpeg", truncate=True)
-    decoded = torch.from_numpy(np.asarray(Image.open(tmp_path / "images" / "000_cat" / "0000.jpg")))
+    decoded = torch.from_numpy(np.array(Image.open(tmp_path / "images" / "000_cat" / "0000.jpg")))
     assert torch.equal(back["images"][0], decoded.permute(2, 0, 1))
     truncated = (pixels * 255).floor()
     assert (back["images"].float() - truncated).abs().mean() < 4  # lossy, but close to the truncated pixels
