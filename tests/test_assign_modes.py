@@ -49,6 +49,9 @@ SHAPES = {  # N, K, D, G (None: no groups)
     "G=1": (64, 8, 16, 1),
     "G=100": (1000, 4, 12, 100),
     "G=7-K=17": (500, 17, 33, 7),
+    "K-tail-half-vector": (97, 20, 40, None),  # 20 centroids: one full vector and a half one (AVX-512)
+    "K-multi-tile": (150, 70, 33, None),  # more centroids than one register tile holds
+    "K=130-D=1100-G=3": (300, 130, 1100, 3),
 }
 
 
@@ -106,6 +109,16 @@ def test_ties_survive_cancellation_far_from_the_origin(backend):
     points = offset + torch.randn(400, 64, generator=gen) * 0.05
     index, _ = check(points, centroids, backend=backend)
     assert int(index.max()) < 6
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_distances_equal_in_float32_are_ranked_exactly(backend):
+    # ||0 - c||^2 is 1 + 2^-24 for the first centroid and 1 for the second: equal once rounded to fp32 (the two
+    # non-zero coordinates of the first, 16 apart, share a SIMD lane in the kernels' partial sums).
+    centroids = torch.zeros(3, 19)
+    centroids[0, 0], centroids[0, 16], centroids[1, 0], centroids[2, 5] = 1.0, 2.0**-12, 1.0, 3.0
+    index, dist = check(torch.zeros(5, 19), centroids, backend=backend)
+    assert index.tolist() == [1] * 5 and dist.tolist() == [1.0] * 5
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

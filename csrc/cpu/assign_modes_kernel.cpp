@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <limits>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,9 @@
 
 namespace fastdistill::cpu {
 namespace {
+
+// Largest IsaKernels::block_points.
+constexpr int64_t kMaxBlock = 24;
 
 struct IsaTable {
   std::vector<IsaKernels> available;  // best first; "generic" always last
@@ -34,6 +38,7 @@ const IsaTable& isa_table() {
 #endif
     generic_kernels(&k);
     t.available.push_back(k);
+    for (const IsaKernels& isa : t.available) TORCH_INTERNAL_ASSERT(isa.block_points <= kMaxBlock, isa.name);
     return t;
   }();
   return table;
@@ -66,6 +71,34 @@ struct Item {
   int64_t group, begin, end, slot;
 };
 
+// IsaKernels::sqdist is within a factor 1 +- 2^-20 of the exact distance: two of its values closer than this (relative)
+// may rank either way.
+constexpr double kNearTie = 0x1p-18;
+
+// The nearest of m candidate centroids (rows c + cand[j] * D, ascending indices) of point x, given their sqdist values
+// `fast`: the lowest one, or, when others are within kNearTie of it, the lowest exact distance (sqdist_exact) among
+// those, ties to the lowest index. Returns its position j and sets *dist to its distance.
+int64_t nearest_candidate(const IsaKernels& kern, const float* x, const float* c, int64_t D, const int64_t* cand,
+                          const double* fast, int64_t m, double* dist) {
+  int64_t at = 0, close = 0;
+  for (int64_t j = 1; j < m; ++j) at = fast[j] < fast[at] ? j : at;
+  const double near = fast[at] + fast[at] * kNearTie;
+  for (int64_t j = 0; j < m; ++j) close += fast[j] <= near ? 1 : 0;
+  *dist = fast[at];
+  if (close < 2) return at;
+  bool found = false;
+  for (int64_t j = 0; j < m; ++j) {
+    if (!(fast[j] <= near)) continue;
+    const double exact = kern.sqdist_exact(x, c + cand[j] * D, D);
+    if (!found || exact < *dist) {
+      at = j;
+      *dist = exact;
+      found = true;
+    }
+  }
+  return at;
+}
+
 }  // namespace
 
 const char* best_isa() { return isa_table().available.front().name; }
@@ -83,21 +116,22 @@ void nearest_centroids(const at::Tensor& points, const at::Tensor& centroids, co
   const int64_t row_bytes = D * static_cast<int64_t>(x.element_size());
   const float* cbase = c.const_data_ptr<float>();
 
-  const int64_t W = kern.lanes, S = (D + W - 1) / W, Dp = S * W;
-  // fp32 rows whose length is a multiple of W are read in place; others are converted and padded into panels.
-  const bool in_place = type == ElemType::f32 && D % W == 0;
+  const int64_t W = kern.lanes, Kp = (K + W / 2 - 1) / (W / 2) * (W / 2), block = kern.block_points;
+  // fp32 rows are read in place; fp16 / bf16 rows are converted a block at a time.
+  const bool in_place = type == ElemType::f32;
   // Packed centroid panels, ||c||^2 (computed in float64, used in fp32) and the largest centroid norm of each group.
-  std::vector<float> cpack(G * K * Dp), cnorm(G * K);
+  // (cpack is left uninitialised: pack_centroids writes all of it, in parallel.)
+  const std::unique_ptr<float[]> cpack(new float[G * Kp * D]);
+  std::vector<float> cnorm(G * K);
   std::vector<double> cmax(G, 0.0);
+  const std::vector<float> origin(D, 0.f);
   // Grain sizes keep small problems on the calling thread (a parallel region costs more than they do).
   constexpr int64_t kMinWork = int64_t{1} << 20;
   at::parallel_for(0, G, std::max<int64_t>(1, kMinWork / (K * D)), [&](int64_t g0, int64_t g1) {
     for (int64_t g = g0; g < g1; ++g) {
-      kern.pack_centroids(cbase + g * K * D, K, D, cpack.data() + g * K * Dp);
+      kern.pack_centroids(cbase + g * K * D, K, D, cpack.get() + g * Kp * D);
       for (int64_t k = 0; k < K; ++k) {
-        const float* cr = cbase + (g * K + k) * D;
-        double n2 = 0.0;
-        for (int64_t d = 0; d < D; ++d) n2 += static_cast<double>(cr[d]) * cr[d];
+        const double n2 = kern.sqdist_exact(cbase + (g * K + k) * D, origin.data(), D);
         cnorm[g * K + k] = static_cast<float>(n2);
         cmax[g] = std::max(cmax[g], std::sqrt(n2));
       }
@@ -125,7 +159,7 @@ void nearest_centroids(const at::Tensor& points, const at::Tensor& centroids, co
   // Work items. Their size depends only on the problem (never on the thread count), so the k-means sums are
   // bit-reproducible; when accumulating, partial buffers take at most 32 * 8 bytes per point.
   const bool update = sums != nullptr;
-  const int64_t span = update ? std::max<int64_t>(2048, (K * D / 32 + 15) / 16 * 16) : 256;
+  const int64_t span = update ? std::max<int64_t>(2048, (K * D / 32 + 15) / 16 * 16) : 10 * block;
   std::vector<Item> items;
   std::vector<int64_t> group_items(G + 1, 0);  // items of group g: [group_items[g], group_items[g + 1])
   int64_t slots = 0;
@@ -148,60 +182,57 @@ void nearest_centroids(const at::Tensor& points, const at::Tensor& centroids, co
 
   at::parallel_for(0, static_cast<int64_t>(items.size()), std::max<int64_t>(1, kMinWork / (span * K * D)),
                    [&](int64_t i0, int64_t i1) {
-    std::vector<float> scores(kBlockPoints * K), xpack(kBlockPoints * Dp), scratch(kBlockPoints * K * kern.lanes);
-    const void* rows[kBlockPoints];
-    const float* frows[kBlockPoints];
-    const void* next[kBlockPoints];        // the points of the next block, prefetched during this one
-    const int64_t range_end = items[i1 - 1].end;  // items cover the group-sorted points in order
+    std::vector<float> scores(block * Kp), converted(in_place ? 0 : block * D + W), zero(D, 0.f);
+    std::vector<int64_t> cand(K);
+    std::vector<double> cand_dist(K);
+    const void* rows[kMaxBlock];
+    const float* frows[kMaxBlock];
     for (int64_t it = i0; it < i1; ++it) {
       const Item& item = items[it];
       const int64_t g = item.group;
-      const float* cg = cpack.data() + g * K * Dp;
+      const float* cg = cpack.get() + g * Kp * D;
       const float* cn = cnorm.data() + g * K;
       double* acc = !update ? nullptr : item.slot < 0 ? sums_base + g * K * D : partial.data() + item.slot * K * D;
-      for (int64_t b = item.begin; b < item.end; b += kBlockPoints) {
-        const int64_t n = std::min(kBlockPoints, item.end - b);
-        const int64_t ahead = std::min(kBlockPoints, range_end - b - n);
+      for (int64_t b = item.begin; b < item.end; b += block) {
+        const int64_t n = std::min(block, item.end - b);
         for (int64_t p = 0; p < n; ++p) rows[p] = xbase + order[b + p] * row_bytes;
-        for (int64_t p = 0; p < ahead; ++p) next[p] = xbase + order[b + n + p] * row_bytes;
         if (in_place) {
           for (int64_t p = 0; p < n; ++p) frows[p] = static_cast<const float*>(rows[p]);
         } else {
-          kern.pack_points(rows, n, type, D, xpack.data());
+          kern.convert_rows(rows, n, type, D, converted.data());
+          for (int64_t p = 0; p < n; ++p) frows[p] = converted.data() + p * D;
         }
-        kern.block_dots(in_place ? nullptr : xpack.data(), frows, n, cg, K, D, scratch.data(), scores.data(), next,
-                        ahead, row_bytes);
+        kern.block_dots(frows, n, zero.data(), cg, K, D, scores.data());
         if (out_dots != nullptr) {
-          for (int64_t p = 0; p < n; ++p) std::copy_n(scores.data() + p * K, K, out_dots + order[b + p] * K);
+          for (int64_t p = 0; p < n; ++p) std::copy_n(scores.data() + p * Kp, K, out_dots + order[b + p] * K);
           continue;
         }
         for (int64_t p = 0; p < n; ++p) {
-          float* sc = scores.data() + p * K;
+          float* sc = scores.data() + p * Kp;
           float s1, s2;
           int64_t best = kern.top2(cn, sc, K, &s1, &s2);
-          int64_t xs = W, cs;
-          const float* xp = in_place ? frows[p] : panel_row(xpack.data(), n, kern.point_tile, p, D, W, &xs);
-          const float* cp = panel_row(cg, K, kern.centroid_tile, best, D, W, &cs);
-          double dbest = kern.sqdist(xp, xs, cp, cs, S);
+          const float* xp = frows[p];
+          const float* cr = cbase + g * K * D;
+          double dbest = kern.sqdist(xp, cr + best * D, D);
           const double r = 2.0 * cmax[g] + std::sqrt(dbest);
           const double window = slack * r * r;
           if (!(static_cast<double>(s2) - s1 > window)) {
+            // Every centroid the fp32 scores cannot rule out (in index order, the fp32 winner included), ranked by
+            // float64 distance; the ones within that distance's own error of the lowest are ranked exactly.
             const double limit = static_cast<double>(s1) + window;
-            const int64_t first = best;
+            int64_t m = 0;
             for (int64_t k = 0; k < K; ++k) {
-              if (k == first || !(static_cast<double>(sc[k]) <= limit)) continue;
-              cp = panel_row(cg, K, kern.centroid_tile, k, D, W, &cs);
-              const double dk = kern.sqdist(xp, xs, cp, cs, S);
-              if (dk < dbest || (dk == dbest && k < best)) {
-                dbest = dk;
-                best = k;
-              }
+              if (k != best && !(static_cast<double>(sc[k]) <= limit)) continue;
+              cand[m] = k;
+              cand_dist[m++] = k == best ? dbest : kern.sqdist(xp, cr + k * D, D);
             }
+            const int64_t at = nearest_candidate(kern, xp, cr, D, cand.data(), cand_dist.data(), m, &dbest);
+            best = cand[at];
           }
           const int64_t i = order[b + p];
           out_index[i] = best;
           out_dist[i] = static_cast<float>(dbest);
-          if (acc != nullptr) kern.accumulate(xp, xs, acc + best * D, D);
+          if (acc != nullptr) kern.accumulate(xp, acc + best * D, D);
         }
       }
     }

@@ -11,8 +11,10 @@ namespace fastdistill::cpu {
 //
 // Scores ||c||^2 - 2 x.c are computed in blocks with fp32 accumulation and the argmin fused (no N x K matrix). When
 // the best and second-best scores are closer than the scores' rounding-error bound, every centroid within that bound
-// is re-scored with the float64 sum of (x - c)^2 and the smallest wins, ties going to the lowest index. The returned
-// distance is always that float64 sum (rounded to float32).
+// is re-scored with IsaKernels::sqdist (fp32 squares summed in short runs, then in float64: within 1 +- 2^-20 of the
+// exact value) and the smallest wins; candidates within that error of each other are ranked by the float64 sum of
+// (x - c)^2, ties going to the lowest index. The returned distance is the winner's sqdist (or float64 sum), rounded to
+// float32.
 //
 // If `sums` is given ([G, K, D] float64, zero-filled) every point is also added to its centroid's row, in a fixed
 // order that does not depend on the number of threads. If `dots` is given ([N, K] float32) it receives x.c of every

@@ -37,62 +37,122 @@ __m256 load_any(const void* x, ElemType type, int64_t d, int64_t n) {
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(v), 16));
 }
 
-float hsum_ps(__m256 v) {
-  const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  return _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
+// dst[i * ldd + j] = src[j * ld + i] for i < 8, j < cols (8 or 4); rows >= `rows` read as zeros.
+void transpose8(const float* src, int64_t ld, int64_t rows, float* dst, int64_t ldd, int64_t cols) {
+  __m256 r[8], t[8];
+  for (int i = 0; i < 8; ++i) r[i] = i < rows ? _mm256_loadu_ps(src + i * ld) : _mm256_setzero_ps();
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 8; i += 4) {
+    r[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+    r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+    r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+  }
+  for (int i = 0; i < 4; ++i) {
+    t[i] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x20);
+    t[i + 4] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x31);
+  }
+  for (int i = 0; i < 8; ++i) {
+    if (cols == 8) {
+      _mm256_storeu_ps(dst + i * ldd, t[i]);
+    } else {
+      _mm_storeu_ps(dst + i * ldd, _mm256_castps256_ps128(t[i]));
+    }
+  }
 }
 
 struct Isa {
   static constexpr int W = 8;
-  static constexpr int kP = 3;  // 3 x 4 accumulators + 3 point vectors + 1 centroid vector = 16 registers
-  static constexpr int kJ = 4;
+  static constexpr int kV = 3;     // 12 accumulators + 3 centroid vectors + 1 broadcast point value = 16 registers
+  static constexpr int kAcc = 12;  // 4 points x 3 vectors (or 2 and a half), 6 x 2, 12 x 1
   using V = __m256;
   static V zero() { return _mm256_setzero_ps(); }
   static V load(const float* p) { return _mm256_loadu_ps(p); }
   static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
+  static V broadcast(float x) { return _mm256_set1_ps(x); }
   static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
-  static float hsum(V v) { return hsum_ps(v); }
   static V load_row(const void* x, ElemType type, int64_t d, int64_t n) { return load_any(x, type, d, n); }
-  static void prefetch(const char* p) { _mm_prefetch(p, _MM_HINT_T1); }
+  using H = __m128;
+  static H hzero() { return _mm_setzero_ps(); }
+  static H hload(const float* p) { return _mm_loadu_ps(p); }
+  static void hstore(float* p, H v) { _mm_storeu_ps(p, v); }
+  static H hbroadcast(float x) { return _mm_set1_ps(x); }
+  static H hfma(H a, H b, H c) { return _mm_fmadd_ps(a, b, c); }
+  static void transpose(const float* src, int64_t ld, int64_t rows, float* dst, int64_t ldd, int64_t cols) {
+    transpose8(src, ld, rows, dst, ldd, cols);
+  }
 };
 
 #include "cpu/nearest_panels.h"
 
+__m256d lo_pd(__m256 v) { return _mm256_cvtps_pd(_mm256_castps256_ps128(v)); }
+__m256d hi_pd(__m256 v) { return _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)); }
+
+// (x - c)^2 of 8 elements, the difference taken in float64 (exact), added to two float64 accumulators.
 void sq_acc(__m256 xf, __m256 cf, __m256d& a0, __m256d& a1) {
-  const __m256d e0 = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(xf)),
-                                   _mm256_cvtps_pd(_mm256_castps256_ps128(cf)));
-  const __m256d e1 = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(xf, 1)),
-                                   _mm256_cvtps_pd(_mm256_extractf128_ps(cf, 1)));
+  const __m256d e0 = _mm256_sub_pd(lo_pd(xf), lo_pd(cf)), e1 = _mm256_sub_pd(hi_pd(xf), hi_pd(cf));
   a0 = _mm256_fmadd_pd(e0, e0, a0);
   a1 = _mm256_fmadd_pd(e1, e1, a1);
 }
 
-double sqdist(const float* x, int64_t xs, const float* c, int64_t cs, int64_t S) {
-  __m256d a0 = _mm256_setzero_pd(), a1 = a0, a2 = a0, a3 = a0;
-  int64_t s = 0;
-  for (; s + 2 <= S; s += 2) {
-    sq_acc(_mm256_loadu_ps(x + s * xs), _mm256_loadu_ps(c + s * cs), a0, a1);
-    sq_acc(_mm256_loadu_ps(x + (s + 1) * xs), _mm256_loadu_ps(c + (s + 1) * cs), a2, a3);
-  }
-  if (s < S) sq_acc(_mm256_loadu_ps(x + s * xs), _mm256_loadu_ps(c + s * cs), a0, a1);
-  const __m256d a = _mm256_add_pd(_mm256_add_pd(a0, a2), _mm256_add_pd(a1, a3));
+double hsum_pd(__m256d a) {
   const __m128d h = _mm_add_pd(_mm256_castpd256_pd128(a), _mm256_extractf128_pd(a, 1));
   return _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
 }
 
-void accumulate(const float* x, int64_t xs, double* acc, int64_t D) {
-  for (int64_t s = 0, d = 0; d < D; ++s, d += 8) {
-    const float* p = x + s * xs;
-    if (D - d >= 8) {
-      const __m256 xf = _mm256_loadu_ps(p);
-      _mm256_storeu_pd(acc + d, _mm256_add_pd(_mm256_loadu_pd(acc + d), _mm256_cvtps_pd(_mm256_castps256_ps128(xf))));
-      _mm256_storeu_pd(acc + d + 4,
-                       _mm256_add_pd(_mm256_loadu_pd(acc + d + 4), _mm256_cvtps_pd(_mm256_extractf128_ps(xf, 1))));
-    } else {
-      for (int64_t i = 0; i < D - d; ++i) acc[d + i] += static_cast<double>(p[i]);
-    }
+// Rows of D floats: full vectors first, the tail through load_any (zero-filled).
+double sqdist_exact(const float* x, const float* c, int64_t D) {
+  __m256d a0 = _mm256_setzero_pd(), a1 = a0, a2 = a0, a3 = a0;
+  int64_t d = 0;
+  for (; d + 16 <= D; d += 16) {
+    sq_acc(_mm256_loadu_ps(x + d), _mm256_loadu_ps(c + d), a0, a1);
+    sq_acc(_mm256_loadu_ps(x + d + 8), _mm256_loadu_ps(c + d + 8), a2, a3);
   }
+  for (; d < D; d += 8) {
+    const int64_t n = D - d < 8 ? D - d : 8;
+    sq_acc(load_any(x, ElemType::f32, d, n), load_any(c, ElemType::f32, d, n), a0, a1);
+  }
+  return hsum_pd(_mm256_add_pd(_mm256_add_pd(a0, a2), _mm256_add_pd(a1, a3)));
+}
+
+// fp32 differences and squares, summed per lane in fp32 over blocks of 64 elements (at most 5 roundings per lane),
+// the block sums in float64.
+double sqdist(const float* x, const float* c, int64_t D) {
+  __m256d a0 = _mm256_setzero_pd(), a1 = a0;
+  for (int64_t d0 = 0; d0 < D; d0 += 64) {
+    const int64_t end = D - d0 < 64 ? D : d0 + 64;
+    __m256 s = _mm256_setzero_ps(), t = s;
+    int64_t d = d0;
+    for (; d + 16 <= end; d += 16) {
+      const __m256 e = _mm256_sub_ps(_mm256_loadu_ps(x + d), _mm256_loadu_ps(c + d));
+      const __m256 f = _mm256_sub_ps(_mm256_loadu_ps(x + d + 8), _mm256_loadu_ps(c + d + 8));
+      s = _mm256_fmadd_ps(e, e, s);
+      t = _mm256_fmadd_ps(f, f, t);
+    }
+    for (; d < end; d += 8) {
+      const int64_t n = end - d < 8 ? end - d : 8;
+      const __m256 e = _mm256_sub_ps(load_any(x, ElemType::f32, d, n), load_any(c, ElemType::f32, d, n));
+      s = _mm256_fmadd_ps(e, e, s);
+    }
+    s = _mm256_add_ps(s, t);
+    a0 = _mm256_add_pd(a0, lo_pd(s));
+    a1 = _mm256_add_pd(a1, hi_pd(s));
+  }
+  return hsum_pd(_mm256_add_pd(a0, a1));
+}
+
+void accumulate(const float* x, double* acc, int64_t D) {
+  int64_t d = 0;
+  for (; d + 8 <= D; d += 8) {
+    const __m256 xf = _mm256_loadu_ps(x + d);
+    _mm256_storeu_pd(acc + d, _mm256_add_pd(_mm256_loadu_pd(acc + d), _mm256_cvtps_pd(_mm256_castps256_ps128(xf))));
+    _mm256_storeu_pd(acc + d + 4,
+                     _mm256_add_pd(_mm256_loadu_pd(acc + d + 4), _mm256_cvtps_pd(_mm256_extractf128_ps(xf, 1))));
+  }
+  for (; d < D; ++d) acc[d] += static_cast<double>(x[d]);
 }
 
 }  // namespace
@@ -106,8 +166,8 @@ void accumulate(const float* x, int64_t xs, double* acc, int64_t D) {
 
 namespace fastdistill::cpu {
 bool avx2_kernels(IsaKernels* out) {
-  *out = IsaKernels{"avx2",         Isa::W,       Isa::kP, Isa::kJ, pack_points, pack_centroids, block_dots,
-                    top2_scalar, sqdist, accumulate};
+  *out = IsaKernels{"avx2", Isa::W,      Isa::kAcc, pack_centroids, convert_rows, block_dots, top2_scalar,
+                    sqdist, sqdist_exact, accumulate};
   return true;
 }
 }  // namespace fastdistill::cpu

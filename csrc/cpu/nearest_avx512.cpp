@@ -36,18 +36,60 @@ __m512 load_any(const void* x, ElemType type, int64_t d, int64_t n) {
   }
 }
 
+// dst[i * ldd + j] = src[j * ld + i] for i < 16, j < cols (16 or 8); rows >= `rows` read as zeros.
+void transpose16(const float* src, int64_t ld, int64_t rows, float* dst, int64_t ldd, int64_t cols) {
+  __m512 r[16], t[16];
+  for (int i = 0; i < 16; ++i) r[i] = i < rows ? _mm512_loadu_ps(src + i * ld) : _mm512_setzero_ps();
+  for (int i = 0; i < 16; i += 2) {  // pairs of rows interleaved
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {  // 4 x 4 blocks within each 128-bit lane
+    r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+    r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
+    r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+  }
+  for (int i = 0; i < 8; ++i) {  // 128-bit lanes across groups of 4 rows
+    const int a = i / 4 * 8 + i % 4;
+    t[a] = _mm512_shuffle_f32x4(r[a], r[a + 4], 0x88);
+    t[a + 4] = _mm512_shuffle_f32x4(r[a], r[a + 4], 0xDD);
+  }
+  for (int i = 0; i < 4; ++i) {  // and across groups of 8 rows
+    r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+    r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
+    r[i + 4] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0x88);
+    r[i + 12] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0xDD);
+  }
+  for (int i = 0; i < 16; ++i) {
+    if (cols == 16) {
+      _mm512_storeu_ps(dst + i * ldd, r[i]);
+    } else {
+      _mm256_storeu_ps(dst + i * ldd, _mm512_castps512_ps256(r[i]));
+    }
+  }
+}
+
 struct Isa {
   static constexpr int W = 16;
-  static constexpr int kP = 4;  // 4 x 6 accumulators + 4 point vectors + 1 centroid vector <= 32 registers
-  static constexpr int kJ = 6;
+  static constexpr int kV = 4;     // 24 accumulators + 4 centroid vectors + 1 broadcast point value <= 32 registers
+  static constexpr int kAcc = 24;  // 6 points x 4 vectors (or 3 and a half), 8 x 3, 12 x 2, 24 x 1
   using V = __m512;
   static V zero() { return _mm512_setzero_ps(); }
   static V load(const float* p) { return _mm512_loadu_ps(p); }
   static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
+  static V broadcast(float x) { return _mm512_set1_ps(x); }
   static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
-  static float hsum(V v) { return _mm512_reduce_add_ps(v); }
   static V load_row(const void* x, ElemType type, int64_t d, int64_t n) { return load_any(x, type, d, n); }
-  static void prefetch(const char* p) { _mm_prefetch(p, _MM_HINT_T1); }
+  using H = __m256;
+  static H hzero() { return _mm256_setzero_ps(); }
+  static H hload(const float* p) { return _mm256_loadu_ps(p); }
+  static void hstore(float* p, H v) { _mm256_storeu_ps(p, v); }
+  static H hbroadcast(float x) { return _mm256_set1_ps(x); }
+  static H hfma(H a, H b, H c) { return _mm256_fmadd_ps(a, b, c); }
+  static void transpose(const float* src, int64_t ld, int64_t rows, float* dst, int64_t ldd, int64_t cols) {
+    transpose16(src, ld, rows, dst, ldd, cols);
+  }
 };
 
 #include "cpu/nearest_panels.h"
@@ -55,23 +97,52 @@ struct Isa {
 __m512d lo_pd(__m512 v) { return _mm512_cvtps_pd(_mm512_castps512_ps256(v)); }
 __m512d hi_pd(__m512 v) { return _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))); }
 
-// (x - c)^2 of 16 elements, added to two float64 accumulators.
+// (x - c)^2 of 16 elements, the difference taken in float64 (exact), added to two float64 accumulators.
 void sq_acc(__m512 xf, __m512 cf, __m512d& a0, __m512d& a1) {
   const __m512d e0 = _mm512_sub_pd(lo_pd(xf), lo_pd(cf)), e1 = _mm512_sub_pd(hi_pd(xf), hi_pd(cf));
   a0 = _mm512_fmadd_pd(e0, e0, a0);
   a1 = _mm512_fmadd_pd(e1, e1, a1);
 }
 
-// Two accumulator pairs (32 elements per iteration) hide the FMA latency; padding lanes are zero in both panels.
-double sqdist(const float* x, int64_t xs, const float* c, int64_t cs, int64_t S) {
+// Two accumulator pairs (32 elements per iteration) hide the FMA latency; the tail is loaded masked (zeros).
+double sqdist_exact(const float* x, const float* c, int64_t D) {
   __m512d a0 = _mm512_setzero_pd(), a1 = a0, a2 = a0, a3 = a0;
-  int64_t s = 0;
-  for (; s + 2 <= S; s += 2) {
-    sq_acc(_mm512_loadu_ps(x + s * xs), _mm512_loadu_ps(c + s * cs), a0, a1);
-    sq_acc(_mm512_loadu_ps(x + (s + 1) * xs), _mm512_loadu_ps(c + (s + 1) * cs), a2, a3);
+  int64_t d = 0;
+  for (; d + 32 <= D; d += 32) {
+    sq_acc(_mm512_loadu_ps(x + d), _mm512_loadu_ps(c + d), a0, a1);
+    sq_acc(_mm512_loadu_ps(x + d + 16), _mm512_loadu_ps(c + d + 16), a2, a3);
   }
-  if (s < S) sq_acc(_mm512_loadu_ps(x + s * xs), _mm512_loadu_ps(c + s * cs), a0, a1);
+  for (; d < D; d += 16) {
+    const __mmask16 m = first_n(D - d < 16 ? D - d : 16);
+    sq_acc(_mm512_maskz_loadu_ps(m, x + d), _mm512_maskz_loadu_ps(m, c + d), a0, a1);
+  }
   return _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(a0, a2), _mm512_add_pd(a1, a3)));
+}
+
+// fp32 differences and squares, summed per lane in fp32 over blocks of 128 elements (at most 5 roundings per lane:
+// 4 fused multiply-adds into each of two accumulators, then their sum), the block sums in float64.
+double sqdist(const float* x, const float* c, int64_t D) {
+  __m512d a0 = _mm512_setzero_pd(), a1 = a0;
+  for (int64_t d0 = 0; d0 < D; d0 += 128) {
+    const int64_t end = D - d0 < 128 ? D : d0 + 128;
+    __m512 s = _mm512_setzero_ps(), t = s;
+    int64_t d = d0;
+    for (; d + 32 <= end; d += 32) {
+      const __m512 e = _mm512_sub_ps(_mm512_loadu_ps(x + d), _mm512_loadu_ps(c + d));
+      const __m512 f = _mm512_sub_ps(_mm512_loadu_ps(x + d + 16), _mm512_loadu_ps(c + d + 16));
+      s = _mm512_fmadd_ps(e, e, s);
+      t = _mm512_fmadd_ps(f, f, t);
+    }
+    for (; d < end; d += 16) {
+      const __mmask16 m = first_n(end - d < 16 ? end - d : 16);
+      const __m512 e = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + d), _mm512_maskz_loadu_ps(m, c + d));
+      s = _mm512_fmadd_ps(e, e, s);
+    }
+    s = _mm512_add_ps(s, t);
+    a0 = _mm512_add_pd(a0, lo_pd(s));
+    a1 = _mm512_add_pd(a1, hi_pd(s));
+  }
+  return _mm512_reduce_add_pd(_mm512_add_pd(a0, a1));
 }
 
 // min(v, m) keeps m where v is NaN, so NaN scores are never the best (as in the scalar version).
@@ -106,11 +177,11 @@ int64_t top2(const float* cnorm, float* scores, int64_t K, float* s1, float* s2)
   return best;
 }
 
-void accumulate(const float* x, int64_t xs, double* acc, int64_t D) {
-  for (int64_t s = 0, d = 0; d < D; ++s, d += 16) {
+void accumulate(const float* x, double* acc, int64_t D) {
+  for (int64_t d = 0; d < D; d += 16) {
     const __mmask16 m = first_n(D - d < 16 ? D - d : 16);
     const __mmask8 m0 = static_cast<__mmask8>(m & 0xff), m1 = static_cast<__mmask8>(m >> 8);
-    const __m512 xf = _mm512_loadu_ps(x + s * xs);
+    const __m512 xf = _mm512_maskz_loadu_ps(m, x + d);
     _mm512_mask_storeu_pd(acc + d, m0, _mm512_add_pd(_mm512_maskz_loadu_pd(m0, acc + d), lo_pd(xf)));
     _mm512_mask_storeu_pd(acc + d + 8, m1, _mm512_add_pd(_mm512_maskz_loadu_pd(m1, acc + d + 8), hi_pd(xf)));
   }
@@ -128,8 +199,8 @@ void accumulate(const float* x, int64_t xs, double* acc, int64_t D) {
 
 namespace fastdistill::cpu {
 bool avx512_kernels(IsaKernels* out) {
-  *out = IsaKernels{"avx512",       Isa::W, Isa::kP, Isa::kJ, pack_points, pack_centroids, block_dots, top2, sqdist,
-                    accumulate};
+  *out = IsaKernels{"avx512", Isa::W,     Isa::kAcc, pack_centroids, convert_rows, block_dots, top2,
+                    sqdist, sqdist_exact, accumulate};
   return true;
 }
 }  // namespace fastdistill::cpu

@@ -17,57 +17,95 @@ float to_float(const void* x, ElemType type, int64_t i) {
   }
 }
 
+template <int N>
 struct Lanes {
-  float v[8];
+  float v[N];
 };
+
+template <int N>
+Lanes<N> lanes_load(const float* p) {
+  Lanes<N> r;
+  for (int l = 0; l < N; ++l) r.v[l] = p[l];
+  return r;
+}
+
+template <int N>
+void lanes_store(float* p, const Lanes<N>& a) {
+  for (int l = 0; l < N; ++l) p[l] = a.v[l];
+}
+
+template <int N>
+Lanes<N> lanes_broadcast(float x) {
+  Lanes<N> r;
+  for (int l = 0; l < N; ++l) r.v[l] = x;
+  return r;
+}
+
+template <int N>
+Lanes<N> lanes_fma(const Lanes<N>& a, const Lanes<N>& b, Lanes<N> c) {
+  for (int l = 0; l < N; ++l) c.v[l] += a.v[l] * b.v[l];
+  return c;
+}
 
 struct Isa {
   static constexpr int W = 8;
-  static constexpr int kP = 4;
-  static constexpr int kJ = 4;
-  using V = Lanes;
+  static constexpr int kV = 2;
+  static constexpr int kAcc = 8;
+  using V = Lanes<8>;
+  using H = Lanes<4>;
   static V zero() { return V{}; }
-  static V load(const float* p) {
-    V r;
-    for (int l = 0; l < W; ++l) r.v[l] = p[l];
-    return r;
-  }
-  static void store(float* p, const V& a) {
-    for (int l = 0; l < W; ++l) p[l] = a.v[l];
-  }
-  static V fma(const V& a, const V& b, V c) {
-    for (int l = 0; l < W; ++l) c.v[l] += a.v[l] * b.v[l];
-    return c;
-  }
-  static float hsum(const V& a) {
-    float s = 0.f;
-    for (int l = 0; l < W; ++l) s += a.v[l];
-    return s;
+  static V load(const float* p) { return lanes_load<8>(p); }
+  static void store(float* p, const V& a) { lanes_store(p, a); }
+  static V broadcast(float x) { return lanes_broadcast<8>(x); }
+  static V fma(const V& a, const V& b, const V& c) { return lanes_fma(a, b, c); }
+  static H hzero() { return H{}; }
+  static H hload(const float* p) { return lanes_load<4>(p); }
+  static void hstore(float* p, const H& a) { lanes_store(p, a); }
+  static H hbroadcast(float x) { return lanes_broadcast<4>(x); }
+  static H hfma(const H& a, const H& b, const H& c) { return lanes_fma(a, b, c); }
+  static void transpose(const float* src, int64_t ld, int64_t rows, float* dst, int64_t ldd, int64_t cols) {
+    for (int64_t i = 0; i < W; ++i)
+      for (int64_t j = 0; j < cols; ++j) dst[i * ldd + j] = j < rows ? src[j * ld + i] : 0.f;
   }
   static V load_row(const void* x, ElemType type, int64_t d, int64_t n) {
     V r{};
     for (int64_t l = 0; l < n; ++l) r.v[l] = to_float(x, type, d + l);
     return r;
   }
-  static void prefetch(const char* p) { __builtin_prefetch(p, 0, 2); }
 };
 
 #include "cpu/nearest_panels.h"
 
-double sqdist(const float* x, int64_t xs, const float* c, int64_t cs, int64_t S) {
+double sqdist_exact(const float* x, const float* c, int64_t D) {
   double acc[Isa::W] = {};
-  for (int64_t s = 0; s < S; ++s)
-    for (int l = 0; l < Isa::W; ++l) {
-      const double e = static_cast<double>(x[s * xs + l]) - static_cast<double>(c[s * cs + l]);
-      acc[l] += e * e;
-    }
+  for (int64_t d = 0; d < D; ++d) {
+    const double e = static_cast<double>(x[d]) - static_cast<double>(c[d]);
+    acc[d % Isa::W] += e * e;
+  }
   double sum = 0.0;
   for (double a : acc) sum += a;
   return sum;
 }
 
-void accumulate(const float* x, int64_t xs, double* acc, int64_t D) {
-  for (int64_t d = 0; d < D; ++d) acc[d] += static_cast<double>(x[(d / Isa::W) * xs + d % Isa::W]);
+// fp32 differences and squares, summed in fp32 over runs of 4 elements per lane (at most 9 roundings per term with
+// the difference and the square), the run sums in float64.
+double sqdist(const float* x, const float* c, int64_t D) {
+  double acc[Isa::W] = {};
+  for (int64_t d0 = 0; d0 < D; d0 += 4 * Isa::W) {
+    float run[Isa::W] = {};
+    for (int64_t d = d0; d < D && d < d0 + 4 * Isa::W; ++d) {
+      const float e = x[d] - c[d];
+      run[d % Isa::W] += e * e;
+    }
+    for (int l = 0; l < Isa::W; ++l) acc[l] += run[l];
+  }
+  double sum = 0.0;
+  for (double a : acc) sum += a;
+  return sum;
+}
+
+void accumulate(const float* x, double* acc, int64_t D) {
+  for (int64_t d = 0; d < D; ++d) acc[d] += static_cast<double>(x[d]);
 }
 
 }  // namespace
@@ -91,17 +129,9 @@ int64_t top2_scalar(const float* cnorm, float* scores, int64_t K, float* s1, flo
   return best;
 }
 
-const float* panel_row(const float* pack, int64_t n, int64_t cap, int64_t r, int64_t D, int64_t W, int64_t* stride) {
-  const int64_t count = (n + cap - 1) / cap, base = n / count, extra = n % count, big = extra * (base + 1);
-  const int64_t rows = r < big ? base + 1 : base;
-  const int64_t r0 = r < big ? r / rows * rows : big + (r - big) / rows * rows;
-  *stride = rows * W;
-  return pack + r0 * ((D + W - 1) / W * W) + (r - r0) * W;
-}
-
 void generic_kernels(IsaKernels* out) {
-  *out = IsaKernels{"generic",      Isa::W,       Isa::kP, Isa::kJ, pack_points, pack_centroids, block_dots,
-                    top2_scalar, sqdist, accumulate};
+  *out = IsaKernels{"generic", Isa::W, Isa::kAcc,  pack_centroids, convert_rows, block_dots, top2_scalar,
+                    sqdist, sqdist_exact, accumulate};
 }
 
 }  // namespace fastdistill::cpu

@@ -4,9 +4,8 @@
 // header is deliberately plain C++ (no ATen, no inline functions, no templates): nothing defined here can be compiled
 // with a wider instruction set than the machine running it.
 //
-// Dot products run on packed panels: D is zero-padded to a multiple of `lanes`, and each register tile of points (or
-// centroids) is stored step-major ([D / lanes][tile rows][lanes]) so that a micro-kernel reads two contiguous streams.
-// Rows of 4 KiB (D = 1024 fp32) would otherwise alias in the L1 cache.
+// Dot products run with lanes along the centroids (see nearest_panels.h): the centroids of a group are packed once
+// into d-major panels, and points are read in place as fp32 rows (other types are converted a block at a time).
 #pragma once
 
 #include <cstdint>
@@ -16,39 +15,33 @@ namespace fastdistill::cpu {
 // Element type of the points (centroids are converted to fp32 before packing).
 enum class ElemType : int { f32 = 0, f16 = 1, bf16 = 2 };
 
-// Points handled together by one call of `block_dots`.
-constexpr int64_t kBlockPoints = 16;
-
 struct IsaKernels {
   const char* name;
-  int64_t lanes;           // W: packed rows hold round_up(D, W) floats
-  int64_t point_tile;      // points per register tile (tile sizes are balanced, see panel_row)
-  int64_t centroid_tile;   // centroids per register tile
-  // Packs n <= kBlockPoints rows x[p] (D elements of `type`) into out (n * round_up(D, W) floats).
-  void (*pack_points)(const void* const* x, int64_t n, ElemType type, int64_t D, float* out);
-  // Packs K fp32 rows of c (K x D, row-major) into out (K * round_up(D, W) floats).
+  int64_t lanes;         // W: scores rows hold round_up(K, W / 2) floats
+  int64_t block_points;  // points per call of block_dots
+  // Packs the K fp32 rows of c (K x D, row-major) into out (round_up(K, W / 2) * D floats).
   void (*pack_centroids)(const float* c, int64_t K, int64_t D, float* out);
-  // scores[p * K + k] = dot(point p, centroid k), fp32 accumulation, for n points and K packed centroids. Points are
-  // packed (xpack) or, if xpack is null, fp32 rows xrows[p] with D a multiple of W. `scratch` holds n * K * W floats.
-  // Meanwhile the n_ahead rows `ahead` (row_bytes each: the next block) are prefetched.
-  void (*block_dots)(const float* xpack, const float* const* xrows, int64_t n, const float* cpack, int64_t K,
-                     int64_t D, float* scratch, float* scores, const void* const* ahead, int64_t n_ahead,
-                     int64_t row_bytes);
+  // Converts n rows x[r] (D elements of `type`) to fp32 rows out + r * D (out holds n * D + W floats).
+  void (*convert_rows)(const void* const* x, int64_t n, ElemType type, int64_t D, float* out);
+  // scores[p * round_up(K, W / 2) + k] = dot(x[p], centroid k), fp32 accumulation, for n <= block_points fp32 rows x[p]
+  // and K packed centroids; `zero` is a row of D zeros, scores has room for block_points rows.
+  void (*block_dots)(const float* const* x, int64_t n, const float* zero, const float* cpack, int64_t K, int64_t D,
+                     float* scores);
   // In place scores[k] = cnorm[k] - 2 scores[k]; returns the first index of the smallest, the smallest and the
   // second smallest value (equal to the smallest on a tie).
   int64_t (*top2)(const float* cnorm, float* scores, int64_t K, float* s1, float* s2);
-  // sum_d (x[d] - c[d])^2 accumulated in float64, for one packed point row and one packed centroid row (located with
-  // panel_row: S = round_up(D, W) / W steps, consecutive steps `stride` floats apart).
-  double (*sqdist)(const float* x, int64_t x_stride, const float* c, int64_t c_stride, int64_t S);
-  // acc[d] += x[d] in float64 for d < D, x a packed point row.
-  void (*accumulate)(const float* x, int64_t x_stride, double* acc, int64_t D);
+  // sum_d (x[d] - c[d])^2 over two fp32 rows of D floats: fp32 differences and squares, partial sums of a few terms
+  // per lane in fp32, the rest in float64. Every term goes through at most 10 roundings of relative size 2^-24 and all
+  // terms are positive, so the result is within a factor 1 +- 2^-20 of the exact value (for D < 2^28).
+  double (*sqdist)(const float* x, const float* c, int64_t D);
+  // The same with the differences taken in float64 (exact): only the float64 summation rounds.
+  double (*sqdist_exact)(const float* x, const float* c, int64_t D);
+  // acc[d] += x[d] in float64 for d < D.
+  void (*accumulate)(const float* x, double* acc, int64_t D);
 };
 
 // Portable top2 (see IsaKernels::top2).
 int64_t top2_scalar(const float* cnorm, float* scores, int64_t K, float* s1, float* s2);
-
-// Where row r of n rows packed in balanced tiles of at most `cap` rows starts, and its step stride.
-const float* panel_row(const float* pack, int64_t n, int64_t cap, int64_t r, int64_t D, int64_t W, int64_t* stride);
 
 // Each returns false when this build has no such implementation (e.g. not x86-64).
 bool avx512_kernels(IsaKernels* out);

@@ -1,136 +1,112 @@
-// Panel packing and register-tiled dot products, written once over an instruction-set policy `Isa`.
+// Centroid panels and register-tiled dot products, written once over an instruction-set policy `Isa`.
 //
 // Included by nearest_{avx512,avx2,generic}.cpp *inside* an anonymous namespace (and, for the SIMD ones, inside their
 // target-pragma region) after `Isa` is defined, so every instantiation is private to that translation unit. It
-// includes nothing on purpose. `Isa` provides: W (fp32 lanes), kP / kJ (points / centroids per register tile), a
-// vector type V with zero, load, store, fma, hsum, load_row(x, type, d, n) -> V (n <= W elements of row x from d,
-// converted to fp32, zero-filled) and prefetch(address) (into L2).
+// includes nothing on purpose. `Isa` provides: W (fp32 lanes), kV (most centroid vectors per register tile), kAcc
+// (accumulator registers: a tile of V vectors, or of V - 1 and a half vector, takes kAcc / V points, so kAcc is a
+// multiple of 1, ..., kV), a vector type V with zero, load, store, broadcast(float), fma and
+// load_row(x, type, d, n) -> V (n <= W elements of row x from d, converted to fp32, zero-filled), and a half-width
+// vector type H (W / 2 lanes) with hzero, hload, hstore, hbroadcast and hfma, and transpose(src, ld, rows, dst, ldd,
+// cols): dst[i * ldd + j] = src[j * ld + i] for i < W, j < cols (W or W / 2), zero for j >= rows.
+//
+// Lanes run along the centroids: one step of the micro-kernel loads the centroid values of a tile at one coordinate d
+// and broadcasts coordinate d of each point, so points are read in place (any D, no packing) and every load feeds
+// several multiply-adds. The K centroids of a group are cut into tiles of kV * W (only the last one shorter,
+// zero-padded to a multiple of W / 2: a half vector costs half as much as a full one where the hardware splits wide
+// vectors, as on AMD Zen 4), each stored d-major: tile columns [k0, k0 + width) at pack + k0 * D, element (d, j) at
+// d * width + j. Scores rows then hold K' = round_up(K, W / 2) values: the K real ones first, padding after.
 
-struct Tiles {  // balanced split of n rows into `count` tiles whose sizes differ by at most one
-  int64_t count, base, extra;
-  int64_t size(int64_t t) const { return base + (t < extra ? 1 : 0); }
-};
+int64_t less(int64_t a, int64_t b) { return a < b ? a : b; }
 
-Tiles split(int64_t n, int64_t cap) {
-  const int64_t count = (n + cap - 1) / cap;
-  return {count, n / count, n % count};
-}
+constexpr int64_t kHalf = Isa::W / 2;
 
-int64_t steps(int64_t D) { return (D + Isa::W - 1) / Isa::W; }
-
-// Row r of the tile starting at `out` with `rows` rows: out[(s * rows + r) * W + l] = x[r][s * W + l].
-void pack_rows(const void* const* x, int64_t n, ElemType type, int64_t D, int64_t cap, float* out) {
-  const int64_t S = steps(D);
-  const Tiles tiles = split(n, cap);
-  for (int64_t t = 0, r0 = 0; t < tiles.count; ++t) {
-    const int64_t rows = tiles.size(t);
-    for (int64_t r = 0; r < rows; ++r) {  // one row at a time: a sequential stream for the hardware prefetcher
-      for (int64_t s = 0; s < S; ++s) {
-        const int64_t d = s * Isa::W, w = D - d < Isa::W ? D - d : Isa::W;
-        Isa::store(out + (s * rows + r) * Isa::W, Isa::load_row(x[r0 + r], type, d, w));
-      }
-    }
-    out += S * rows * Isa::W;
-    r0 += rows;
-  }
-}
-
-void pack_points(const void* const* x, int64_t n, ElemType type, int64_t D, float* out) {
-  pack_rows(x, n, type, D, Isa::kP, out);
-}
+int64_t padded(int64_t K) { return (K + kHalf - 1) / kHalf * kHalf; }
 
 void pack_centroids(const float* c, int64_t K, int64_t D, float* out) {
-  const Tiles tiles = split(K, Isa::kJ);
-  const int64_t S = steps(D);
-  for (int64_t t = 0, k0 = 0; t < tiles.count; ++t) {
-    const int64_t rows = tiles.size(t);
-    const void* ptr[Isa::kJ];
-    for (int64_t r = 0; r < rows; ++r) ptr[r] = c + (k0 + r) * D;
-    pack_rows(ptr, rows, ElemType::f32, D, rows, out + k0 * S * Isa::W);
-    k0 += rows;
-  }
-}
-
-// Steps per pass: long rows are cut into chunks of 1024 fp32 values so that a block's point panels and the group's
-// centroid panels stay in L2; partial accumulators go to `acc` between chunks.
-constexpr int64_t kChunkSteps = 1024 / Isa::W;
-
-// One P x J register tile over S steps: scores[p * ld + j] += dot(point p, centroid j) restricted to the chunk. Step s
-// of point p is at x[p] + s * x_stride (a packed tile, or a plain fp32 row); centroids are packed. `first` starts from
-// zero instead of `acc`; `last` reduces into scores instead of saving to `acc` (P * J vectors).
-template <int P, int J>
-void micro(const float* const* x, int64_t x_stride, const float* cp, int64_t S, float* acc, bool first, bool last,
-           float* scores, int64_t ld) {
-  typename Isa::V a[P][J];
-  for (int p = 0; p < P; ++p)
-    for (int j = 0; j < J; ++j) a[p][j] = first ? Isa::zero() : Isa::load(acc + (p * J + j) * Isa::W);
-  for (int64_t s = 0; s < S; ++s) {
-    typename Isa::V xr[P];
-    for (int p = 0; p < P; ++p) xr[p] = Isa::load(x[p] + s * x_stride);
-    for (int j = 0; j < J; ++j) {
-      const typename Isa::V cr = Isa::load(cp + (s * J + j) * Isa::W);
-      for (int p = 0; p < P; ++p) a[p][j] = Isa::fma(xr[p], cr, a[p][j]);
+  const int64_t Kp = padded(K), span = Isa::kV * Isa::W, Dv = D / Isa::W * Isa::W;
+  for (int64_t k0 = 0; k0 < Kp; k0 += span) {
+    const int64_t width = less(span, Kp - k0);
+    float* tile = out + k0 * D;
+    for (int64_t j0 = 0; j0 < width; j0 += Isa::W) {  // W x W blocks in registers; the last D % W coordinates by hand
+      const int64_t cols = less(Isa::W, width - j0), rows = less(cols, K - k0 - j0);
+      const float* src = c + (k0 + j0) * D;
+      for (int64_t d0 = 0; d0 < Dv; d0 += Isa::W) Isa::transpose(src + d0, D, rows, tile + d0 * width + j0, width, cols);
+      for (int64_t d = Dv; d < D; ++d)
+        for (int64_t j = 0; j < cols; ++j) tile[d * width + j0 + j] = j < rows ? src[j * D + d] : 0.f;
     }
   }
-  for (int p = 0; p < P; ++p)
-    for (int j = 0; j < J; ++j) {
-      if (last) {
-        scores[p * ld + j] = Isa::hsum(a[p][j]);
-      } else {
-        Isa::store(acc + (p * J + j) * Isa::W, a[p][j]);
-      }
+}
+
+// n rows of any element type as fp32 rows of D floats at out (W floats of slack after the last row).
+void convert_rows(const void* const* x, int64_t n, ElemType type, int64_t D, float* out) {
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t d = 0; d < D; d += Isa::W)
+      Isa::store(out + r * D + d, Isa::load_row(x[r], type, d, less(Isa::W, D - d)));
+}
+
+// Coordinates per pass: a tile's panel chunk (at most 1024 x kV x W floats) stays in L2 across the point tiles.
+constexpr int64_t kChunk = 1024;
+
+// scores[p * ld + j] (+)= dot(x[p][d0 : d0 + len], centroid j of the tile) for kAcc / (V + T) points, j < V * W + T * W / 2.
+template <int V, int T>
+void micro(const float* const* x, int64_t d0, int64_t len, const float* tile, int64_t width, float* scores, int64_t ld,
+           bool first) {
+  constexpr int P = Isa::kAcc / (V + T), VA = V > 0 ? V : 1;
+  typename Isa::V a[P][VA];
+  typename Isa::H h[P];
+  for (int p = 0; p < P; ++p) {
+    for (int v = 0; v < V; ++v) a[p][v] = first ? Isa::zero() : Isa::load(scores + p * ld + v * Isa::W);
+    if (T) h[p] = first ? Isa::hzero() : Isa::hload(scores + p * ld + V * Isa::W);
+  }
+  const float* c = tile + d0 * width;
+  for (int64_t d = d0; d < d0 + len; ++d, c += width) {
+    typename Isa::V cv[VA];
+    typename Isa::H ch;
+    for (int v = 0; v < V; ++v) cv[v] = Isa::load(c + v * Isa::W);
+    if (T) ch = Isa::hload(c + V * Isa::W);
+    for (int p = 0; p < P; ++p) {
+      const float xv = x[p][d];
+      const typename Isa::V b = Isa::broadcast(xv);
+      for (int v = 0; v < V; ++v) a[p][v] = Isa::fma(b, cv[v], a[p][v]);
+      if (T) h[p] = Isa::hfma(Isa::hbroadcast(xv), ch, h[p]);
     }
-}
-
-using MicroFn = void (*)(const float* const*, int64_t, const float*, int64_t, float*, bool, bool, float*, int64_t);
-
-template <int P, int J>
-MicroFn pick_j(int64_t want) {
-  if constexpr (J == 1) {
-    return micro<P, 1>;
-  } else {
-    return want == J ? micro<P, J> : pick_j<P, J - 1>(want);
+  }
+  for (int p = 0; p < P; ++p) {
+    for (int v = 0; v < V; ++v) Isa::store(scores + p * ld + v * Isa::W, a[p][v]);
+    if (T) Isa::hstore(scores + p * ld + V * Isa::W, h[p]);
   }
 }
 
-template <int P>
-MicroFn pick(int64_t p, int64_t j) {
-  if constexpr (P == 1) {
-    return pick_j<1, Isa::kJ>(j);
+using MicroFn = void (*)(const float* const*, int64_t, int64_t, const float*, int64_t, float*, int64_t, bool);
+
+// The micro-kernel for a tile of `vectors` full vectors and, if `tail`, a half vector (full tiles have no tail).
+template <int V>
+MicroFn pick(int64_t vectors, bool tail) {
+  if constexpr (V == 0) {
+    return micro<0, 1>;
+  } else if constexpr (V == Isa::kV) {
+    return vectors == V ? micro<V, 0> : pick<V - 1>(vectors, tail);
   } else {
-    return p == P ? pick_j<P, Isa::kJ>(j) : pick<P - 1>(p, j);
+    return vectors == V ? (tail ? micro<V, 1> : micro<V, 0>) : pick<V - 1>(vectors, tail);
   }
 }
 
-// Chunks of D outside, then centroid tiles, then point tiles: a centroid panel chunk is reused by every point tile of
-// the block. Points come packed (xpack) or, when xpack is null, as fp32 rows with D a multiple of W (xrows). `acc`
-// holds n * K * W floats. The next block's rows (`ahead`, 64-byte lines) are prefetched into L2 a few lines per
-// micro-kernel call, so that reading them from memory overlaps this block's arithmetic.
-void block_dots(const float* xpack, const float* const* xrows, int64_t n, const float* cpack, int64_t K, int64_t D,
-                float* acc, float* scores, const void* const* ahead, int64_t n_ahead, int64_t row_bytes) {
-  const int64_t S = steps(D), Dp = S * Isa::W;
-  const Tiles pt = split(n, Isa::kP), ct = split(K, Isa::kJ);
-  const int64_t lines = (row_bytes + 63) / 64, calls = ((S + kChunkSteps - 1) / kChunkSteps) * ct.count * pt.count;
-  const int64_t per_call = (n_ahead * lines + calls - 1) / calls;
-  int64_t next = 0;  // lines prefetched so far, row-major over `ahead`
-  for (int64_t s0 = 0; s0 < S; s0 += kChunkSteps) {
-    const int64_t len = S - s0 < kChunkSteps ? S - s0 : kChunkSteps;
-    const bool first = s0 == 0, last = s0 + len == S;
-    for (int64_t c = 0, k0 = 0; c < ct.count; ++c) {
-      const int64_t J = ct.size(c);
-      for (int64_t t = 0, r0 = 0; t < pt.count; ++t) {
-        const int64_t P = pt.size(t);
-        for (int64_t end = next + per_call; next < end && next < n_ahead * lines; ++next)
-          Isa::prefetch(static_cast<const char*>(ahead[next / lines]) + (next % lines) * 64);
-        const float* x[Isa::kP];
-        const int64_t stride = xpack != nullptr ? P * Isa::W : Isa::W;
-        for (int64_t p = 0; p < P; ++p)
-          x[p] = (xpack != nullptr ? xpack + r0 * Dp + p * Isa::W : xrows[r0 + p]) + s0 * stride;
-        pick<Isa::kP>(P, J)(x, stride, cpack + k0 * Dp + s0 * J * Isa::W, len, acc + (r0 * K + k0 * P) * Isa::W,
-                            first, last, scores + r0 * K + k0, K);
-        r0 += P;
+// scores[p * round_up(K, W / 2) + k] = dot(x[p], centroid k) for n <= kAcc fp32 rows x[p] of D floats and the K packed
+// centroids; `zero` (D zeros) stands in for the missing rows of the last point tile. scores holds kAcc rows.
+void block_dots(const float* const* x, int64_t n, const float* zero, const float* cpack, int64_t K, int64_t D,
+                float* scores) {
+  const int64_t Kp = padded(K), span = Isa::kV * Isa::W;
+  for (int64_t d0 = 0; d0 < D; d0 += kChunk) {
+    const int64_t len = less(kChunk, D - d0);
+    for (int64_t k0 = 0; k0 < Kp; k0 += span) {
+      const int64_t width = less(span, Kp - k0), vectors = width / Isa::W, tail = width % Isa::W != 0;
+      const int64_t P = Isa::kAcc / (vectors + tail);
+      const MicroFn fn = pick<Isa::kV>(vectors, tail);
+      for (int64_t r0 = 0; r0 < n; r0 += P) {
+        const float* rows[Isa::kAcc];
+        for (int64_t p = 0; p < P; ++p) rows[p] = r0 + p < n ? x[r0 + p] : zero;
+        fn(rows, d0, len, cpack + k0 * D, width, scores + r0 * Kp + k0, Kp, d0 == 0);
       }
-      k0 += J;
     }
   }
 }

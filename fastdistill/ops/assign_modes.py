@@ -9,7 +9,9 @@ per-group matmul fallback, used when the extension is missing). Both return the 
   expansion formula.
 - **Tie:** two centroids whose float64 squared distances to the point are equal (always the case for duplicate
   centroids); the lowest index wins, as with ``torch.argmin``.
-- ``dist`` is that float64 squared distance rounded to float32.
+- ``dist`` is the squared distance to that centroid: the float64 sum rounded to float32 (torch and CUDA), or, on the
+  CPU kernel, a sum of fp32 squares in short runs accumulated in float64, within a factor ``1 +- 2^-20`` of it (the
+  ranking itself stays exact: candidates that close are re-ranked with the float64 sum).
 
 The error bound grows with ``(||x|| + max ||c||)^2``: data far from the origin relative to its spread makes the
 re-ranking run more often (still exact, only slower). ``kmeans`` centres each group for this reason. A reduced float32
@@ -94,7 +96,8 @@ def check_inputs(points: torch.Tensor, centroids: torch.Tensor, groups: torch.Te
             bad = low if low < 0 else high
             raise FastDistillError(f"assign_modes: group id {bad} is outside [0, {centroids.shape[0]}) "
                                    f"(centroids has G={centroids.shape[0]} groups)")
-    if not bool(torch.isfinite(centroids).all()):
+    # One sum is non-finite whenever an element is (or the sum overflows: then look element by element).
+    if not bool(torch.isfinite(centroids.sum(dtype=torch.float32))) and not bool(torch.isfinite(centroids).all()):
         raise FastDistillError("assign_modes: centroids contain NaN or Inf; fix or drop those centroids")
 
 
