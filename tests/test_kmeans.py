@@ -6,13 +6,15 @@ Every test runs the torch backend; ``cpp`` parametrisations run when ``fastdisti
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 import torch
 
 from fastdistill import _extension
 from fastdistill.errors import FastDistillError
-from fastdistill.ops import kmeans
+from fastdistill.ops import assign_modes, kmeans
 
 HAS_CPP = _extension.available()
 needs_cpp = pytest.mark.skipif(not HAS_CPP, reason="fastdistill._C is not built: only the torch fallback is tested")
@@ -55,6 +57,19 @@ def test_recovers_planted_clusters(backend, grouped):
         found = centroids[h] if grouped else centroids
         # each found centroid is the mean of its planted blob: within the noise of 80/5 samples of N(0, 1)
         assert torch.cdist(found, centres[h]).min(1).values.max() < 1.5
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_groups_clustered_in_several_batches(backend, monkeypatch):
+    points, groups, labels, _ = planted(6, 5, 12, 80)  # groups interleaved: the batches gather their rows
+    whole, _ = kmeans(points, 5, groups, backend=backend)
+    monkeypatch.setattr(importlib.import_module("fastdistill.ops.kmeans"), "_CPU_BATCH_BYTES", 2 * 80 * 12 * 4)
+    centroids, index = kmeans(points, 5, groups, backend=backend)  # three batches of two groups
+    for h in range(6):
+        mask = groups == h
+        assert same_partition(labels[mask], index[mask]), f"group {h}"
+        assert torch.cdist(centroids[h], whole[h]).min(1).values.max() < 1e-4  # the same clusters' means
+    assert torch.equal(index, assign_modes(points, centroids, groups, backend=backend)[0])
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -67,7 +67,8 @@ void transpose8(const float* src, int64_t ld, int64_t rows, float* dst, int64_t 
 struct Isa {
   static constexpr int W = 8;
   static constexpr int kV = 3;     // 12 accumulators + 3 centroid vectors + 1 broadcast point value = 16 registers
-  static constexpr int kAcc = 12;  // 4 points x 3 vectors (or 2 and a half), 6 x 2, 12 x 1
+  static constexpr int kAcc = 12;  // and points per block: tiles of 4 points x 3 vectors (or 2 and a half), else 6
+  static constexpr int kRows = 6;  // 6 point rows streamed at once at most
   using V = __m256;
   static V zero() { return _mm256_setzero_ps(); }
   static V load(const float* p) { return _mm256_loadu_ps(p); }

@@ -73,7 +73,8 @@ void transpose16(const float* src, int64_t ld, int64_t rows, float* dst, int64_t
 struct Isa {
   static constexpr int W = 16;
   static constexpr int kV = 4;     // 24 accumulators + 4 centroid vectors + 1 broadcast point value <= 32 registers
-  static constexpr int kAcc = 24;  // 6 points x 4 vectors (or 3 and a half), 8 x 3, 12 x 2, 24 x 1
+  static constexpr int kAcc = 24;  // and points per block: tiles of 6 points x 4 vectors (or 3 and a half), else 8
+  static constexpr int kRows = 8;  // 8 point rows streamed at once at most
   using V = __m512;
   static V zero() { return _mm512_setzero_ps(); }
   static V load(const float* p) { return _mm512_loadu_ps(p); }

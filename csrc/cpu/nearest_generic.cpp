@@ -50,7 +50,8 @@ Lanes<N> lanes_fma(const Lanes<N>& a, const Lanes<N>& b, Lanes<N> c) {
 struct Isa {
   static constexpr int W = 8;
   static constexpr int kV = 2;
-  static constexpr int kAcc = 8;
+  static constexpr int kAcc = 8;  // and points per block: tiles of 4 points
+  static constexpr int kRows = 4;  // 4 point rows streamed at once at most
   using V = Lanes<8>;
   using H = Lanes<4>;
   static V zero() { return V{}; }

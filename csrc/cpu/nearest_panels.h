@@ -3,8 +3,8 @@
 // Included by nearest_{avx512,avx2,generic}.cpp *inside* an anonymous namespace (and, for the SIMD ones, inside their
 // target-pragma region) after `Isa` is defined, so every instantiation is private to that translation unit. It
 // includes nothing on purpose. `Isa` provides: W (fp32 lanes), kV (most centroid vectors per register tile), kAcc
-// (accumulator registers: a tile of V vectors, or of V - 1 and a half vector, takes kAcc / V points, so kAcc is a
-// multiple of 1, ..., kV), a vector type V with zero, load, store, broadcast(float), fma and
+// (accumulator registers: a tile of V vectors, or of V - 1 and a half vector, takes min(kAcc / V, kRows) points;
+// every such count divides kAcc, the points per block), a vector type V with zero, load, store, broadcast(float), fma and
 // load_row(x, type, d, n) -> V (n <= W elements of row x from d, converted to fp32, zero-filled), and a half-width
 // vector type H (W / 2 lanes) with hzero, hload, hstore, hbroadcast and hfma, and transpose(src, ld, rows, dst, ldd,
 // cols): dst[i * ldd + j] = src[j * ld + i] for i < W, j < cols (W or W / 2), zero for j >= rows.
@@ -17,6 +17,10 @@
 // d * width + j. Scores rows then hold K' = round_up(K, W / 2) values: the K real ones first, padding after.
 
 int64_t less(int64_t a, int64_t b) { return a < b ? a : b; }
+
+// Points per register tile of `units` vectors (a half vector counts as one): as many as the accumulators allow, but at
+// most kRows, the point rows a tile streams through at once (more defeat the hardware prefetcher).
+constexpr int tile_points(int units) { return Isa::kAcc / units < Isa::kRows ? Isa::kAcc / units : Isa::kRows; }
 
 constexpr int64_t kHalf = Isa::W / 2;
 
@@ -51,7 +55,7 @@ constexpr int64_t kChunk = 1024;
 template <int V, int T>
 void micro(const float* const* x, int64_t d0, int64_t len, const float* tile, int64_t width, float* scores, int64_t ld,
            bool first) {
-  constexpr int P = Isa::kAcc / (V + T), VA = V > 0 ? V : 1;
+  constexpr int P = tile_points(V + T), VA = V > 0 ? V : 1;
   typename Isa::V a[P][VA];
   typename Isa::H h[P];
   for (int p = 0; p < P; ++p) {
@@ -100,7 +104,7 @@ void block_dots(const float* const* x, int64_t n, const float* zero, const float
     const int64_t len = less(kChunk, D - d0);
     for (int64_t k0 = 0; k0 < Kp; k0 += span) {
       const int64_t width = less(span, Kp - k0), vectors = width / Isa::W, tail = width % Isa::W != 0;
-      const int64_t P = Isa::kAcc / (vectors + tail);
+      const int64_t P = tile_points(static_cast<int>(vectors + tail));
       const MicroFn fn = pick<Isa::kV>(vectors, tail);
       for (int64_t r0 = 0; r0 < n; r0 += P) {
         const float* rows[Isa::kAcc];

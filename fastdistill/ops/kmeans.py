@@ -1,9 +1,11 @@
 """``kmeans``: Lloyd's algorithm with greedy k-means++ seeding, batched over groups (every class in one call).
 
-Each Lloyd iteration is one pass over the points: ``fastdistill::kmeans_step`` (backend ``cpp``) assigns every point as
-``assign_modes`` does and accumulates the per-centroid float64 sums in a fixed order, so results are bit-reproducible
-for a seed. The ``torch`` backend (used without the extension) does the same with ``assign_modes_torch`` and
-``index_add_``; on CUDA ``index_add_`` uses atomics, so only the ``cpp`` backend is reproducible there.
+Groups are clustered in batches of consecutive groups of about 32 MB of points (the CPU's last-level cache; 1 GB on
+CUDA), each from seeding to convergence while it stays in cache. Each Lloyd iteration is one pass over a batch:
+``fastdistill::kmeans_step`` (backend ``cpp``) assigns every point as ``assign_modes`` does and accumulates the
+per-centroid float64 sums in a fixed order, so results are bit-reproducible for a seed. The ``torch`` backend (used
+without the extension) does the same with ``assign_modes_torch`` and ``index_add_``; on CUDA ``index_add_`` uses
+atomics, so only the ``cpp`` backend is reproducible there.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from fastdistill.ops.registry import backend_for
 INITS = ("k-means++", "random")
 _ROWS_PER_CHUNK = 1 << 16
 _CHECK_ELEMENTS = 1 << 22
+_CPU_BATCH_BYTES = 32 << 20  # about the last-level cache
+_CUDA_BATCH_BYTES = 1 << 30
 
 
 def kmeans(points: torch.Tensor, k: int, groups: torch.Tensor | None = None, iters: int = 50, tol: float = 1e-4,
@@ -32,8 +36,8 @@ def kmeans(points: torch.Tensor, k: int, groups: torch.Tensor | None = None, ite
         groups: optional int64 [N] group id per point (values in [0, G), G = max + 1).
         iters: maximum Lloyd iterations.
         tol: a group has converged when the squared shift of its centroids is at most ``tol`` times its mean
-            per-feature variance (scikit-learn's rule), or when no assignment changed. The call stops when every
-            group has converged.
+            per-feature variance (scikit-learn's rule), or when no assignment changed. A batch of groups stops
+            when every group in it has converged.
         seed: seeds the initialisation; the same seed gives the same result on the same device and backend.
         init: ``"k-means++"`` (greedy, 2 + ln k trials per centre, as scikit-learn) or ``"random"`` (k distinct points).
         backend: ``"cpp"`` or ``"torch"`` to force one.
@@ -45,23 +49,59 @@ def kmeans(points: torch.Tensor, k: int, groups: torch.Tensor | None = None, ite
     """
     num_groups, counts = _check(points, k, groups, iters, tol, init)
     use_cpp = backend_for("kmeans", points.device, backend) == "cpp"
-    x = points.float().contiguous()
     order = None
     if groups is not None and not bool((groups[1:] >= groups[:-1]).all()):
         order = torch.argsort(groups, stable=True)
-        x, groups = x[order], groups[order]
-    elif x.data_ptr() == points.data_ptr():
-        x = x.clone()  # centred in place below
     offsets = [0, *torch.cumsum(counts, 0).tolist()]
-    means = torch.empty(num_groups, x.shape[1], dtype=torch.float32, device=x.device)
-    tols = torch.empty(num_groups, dtype=torch.float64, device=x.device)
-    for g in range(num_groups):
-        block = x[offsets[g]:offsets[g + 1]]
-        means[g] = block.sum(0, dtype=torch.float64).div_(block.shape[0]).float()
-        block.sub_(means[g])
-        tols[g] = tol * torch.linalg.vector_norm(block, dtype=torch.float64).square() / block.numel()
-
     generator = torch.Generator().manual_seed(seed)
+    centroids = torch.empty(num_groups, k, points.shape[1], dtype=points.dtype, device=points.device)
+    index = torch.empty(points.shape[0], dtype=torch.int64, device=points.device)
+    batches = _batches(points, offsets)
+    # One float32 buffer for every batch (centred in place there; a fresh allocation per batch costs page faults).
+    buffer = torch.empty(max(offsets[g1] - offsets[g0] for g0, g1 in batches), points.shape[1], dtype=torch.float32,
+                         device=points.device)
+    for g0, g1 in batches:
+        lo, hi = offsets[g0], offsets[g1]
+        rows = order[lo:hi] if order is not None else slice(lo, hi)
+        local = [o - lo for o in offsets[g0:g1 + 1]]
+        ids = None
+        if groups is not None:
+            ids = torch.repeat_interleave(torch.arange(g1 - g0, device=points.device), counts[g0:g1])
+        x = buffer[:hi - lo].copy_(points[rows])
+        found, assigned = _kmeans_batch(x, counts[g0:g1], local, ids, k, iters, tol, init, generator, use_cpp)
+        centroids[g0:g1] = found.to(points.dtype)
+        index[rows] = assigned
+    return (centroids if groups is not None else centroids[0]), index
+
+
+def _batches(x: torch.Tensor, offsets: list[int]) -> list[tuple[int, int]]:
+    """Consecutive groups [g0, g1) whose points take at most 32 MB (about the CPU's last-level cache; 1 GB on CUDA),
+    or one group when it alone is larger: each batch is clustered from start to end while it stays in cache."""
+    budget = _CUDA_BATCH_BYTES if x.is_cuda else _CPU_BATCH_BYTES
+    row = x.shape[1] * 4
+    out, g0 = [], 0
+    while g0 < len(offsets) - 1:
+        g1 = g0 + 1
+        while g1 < len(offsets) - 1 and (offsets[g1 + 1] - offsets[g0]) * row <= budget:
+            g1 += 1
+        out.append((g0, g1))
+        g0 = g1
+    return out
+
+
+def _kmeans_batch(x: torch.Tensor, counts: torch.Tensor, offsets: list[int], groups: torch.Tensor | None, k: int,
+                  iters: int, tol: float, init: str, generator: torch.Generator,
+                  use_cpp: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """k-means of a batch of group-sorted float32 points ``x`` (``groups``: ids 0..G-1, or None for one group), which
+    it centres in place (the error bound of the scores shrinks with ||x||): centroids [G, k, D] and the index of each
+    point."""
+    means = torch.empty(counts.shape[0], x.shape[1], dtype=torch.float32, device=x.device)
+    tols = torch.empty(counts.shape[0], dtype=torch.float64, device=x.device)
+    for g in range(counts.shape[0]):  # fp32 reductions (pairwise): centring needs no more than that
+        block = x[offsets[g]:offsets[g + 1]]
+        means[g] = block.mean(0)
+        block.sub_(means[g])
+        tols[g] = tol * torch.linalg.vector_norm(block).double().square() / block.numel()
     if init == "k-means++":
         centroids = _kmeanspp(x, counts, offsets, k, generator, use_cpp and not x.is_cuda)
     else:
@@ -86,10 +126,7 @@ def kmeans(points: torch.Tensor, k: int, groups: torch.Tensor | None = None, ite
     if not stable:
         index, _ = assign_modes(x, centroids if groups is not None else centroids[0], groups,
                                 backend="cpp" if use_cpp else "torch")
-    if order is not None:
-        index = torch.empty_like(index).index_copy_(0, order, index)
-    centroids = (centroids + means[:, None, :]).to(points.dtype)
-    return (centroids if groups is not None else centroids[0]), index
+    return centroids + means[:, None, :], index
 
 
 def _check(points: torch.Tensor, k: int, groups: torch.Tensor | None, iters: int, tol: float,
@@ -112,7 +149,10 @@ def _check(points: torch.Tensor, k: int, groups: torch.Tensor | None, iters: int
         raise FastDistillError(f"kmeans: init must be one of {', '.join(INITS)}, got {init!r}")
     step = max(1, _CHECK_ELEMENTS // points.shape[1])  # in slices: no [N, D] boolean temporary
     for lo in range(0, points.shape[0], step):
-        bad = ~torch.isfinite(points[lo:lo + step]).all(1)
+        block = points[lo:lo + step]
+        if bool(torch.isfinite(block.sum(dtype=torch.float32))):  # non-finite if any element is (or if it overflows)
+            continue
+        bad = ~torch.isfinite(block).all(1)
         if bool(bad.any()):
             row = lo + int(bad.nonzero()[0, 0])
             raise FastDistillError(f"kmeans: points contain NaN or Inf (first at row {row}); drop or fix those rows")
@@ -153,25 +193,8 @@ def _padded(x: torch.Tensor, counts: torch.Tensor, offsets: list[int]) -> tuple[
 def _kmeanspp(x: torch.Tensor, counts: torch.Tensor, offsets: list[int], k: int, generator: torch.Generator,
               use_cpp: bool) -> torch.Tensor:
     """Greedy k-means++ (each new centre is the best of 2 + ln k candidates drawn with probability proportional to the
-    squared distance to the nearest centre so far), for batches of groups. Every step reads all points of a batch,
-    so on the CPU a batch holds at most 32 MB of points (about the last-level cache) and on CUDA up to 1 GB. The dot
-    products with the candidates are a skinny matmul, which ``fastdistill::group_dots`` computes on the CPU (cpp
-    backend)."""
-    budget = (1 << 30) if x.is_cuda else (32 << 20)
-    per_group = [(offsets[g + 1] - offsets[g]) * x.shape[1] * x.element_size() for g in range(counts.shape[0])]
-    out, g0 = [], 0
-    while g0 < counts.shape[0]:
-        g1, size = g0 + 1, per_group[g0]
-        while g1 < counts.shape[0] and size + per_group[g1] <= budget:
-            size += per_group[g1]
-            g1 += 1
-        out.append(_kmeanspp_batch(x, counts[g0:g1], offsets[g0:g1 + 1], k, generator, use_cpp))
-        g0 = g1
-    return torch.cat(out)
-
-
-def _kmeanspp_batch(x: torch.Tensor, counts: torch.Tensor, offsets: list[int], k: int, generator: torch.Generator,
-                    use_cpp: bool) -> torch.Tensor:
+    squared distance to the nearest centre so far) for a batch of groups (see ``_batches``). The dot products with the
+    candidates are a skinny matmul, which ``fastdistill::group_dots`` computes on the CPU (cpp backend)."""
     xp, valid = _padded(x, counts, offsets)
     flat = x[offsets[0]:offsets[-1]]
     local = torch.repeat_interleave(torch.arange(counts.shape[0], device=x.device), counts)
