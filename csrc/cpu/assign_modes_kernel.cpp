@@ -202,7 +202,7 @@ void nearest_centroids(const at::Tensor& points, const at::Tensor& centroids, co
           kern.convert_rows(rows, n, type, D, converted.data());
           for (int64_t p = 0; p < n; ++p) frows[p] = converted.data() + p * D;
         }
-        kern.block_dots(frows, n, zero.data(), cg, K, D, scores.data());
+        kern.block_dots(frows, n, zero.data(), cg, cbase + g * K * D, K, D, scores.data());
         if (out_dots != nullptr) {
           for (int64_t p = 0; p < n; ++p) std::copy_n(scores.data() + p * Kp, K, out_dots + order[b + p] * K);
           continue;

@@ -59,6 +59,11 @@ struct Isa {
   static void store(float* p, const V& a) { lanes_store(p, a); }
   static V broadcast(float x) { return lanes_broadcast<8>(x); }
   static V fma(const V& a, const V& b, const V& c) { return lanes_fma(a, b, c); }
+  static float hsum(const V& a) {
+    float s = 0.f;
+    for (float v : a.v) s += v;
+    return s;
+  }
   static H hzero() { return H{}; }
   static H hload(const float* p) { return lanes_load<4>(p); }
   static void hstore(float* p, const H& a) { lanes_store(p, a); }

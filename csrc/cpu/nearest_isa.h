@@ -24,9 +24,10 @@ struct IsaKernels {
   // Converts n rows x[r] (D elements of `type`) to fp32 rows out + r * D (out holds n * D + W floats).
   void (*convert_rows)(const void* const* x, int64_t n, ElemType type, int64_t D, float* out);
   // scores[p * round_up(K, W / 2) + k] = dot(x[p], centroid k), fp32 accumulation, for n <= block_points fp32 rows x[p]
-  // and K packed centroids; `zero` is a row of D zeros, scores has room for block_points rows.
-  void (*block_dots)(const float* const* x, int64_t n, const float* zero, const float* cpack, int64_t K, int64_t D,
-                     float* scores);
+  // and K centroids, packed (cpack) and as fp32 rows c; `zero` is a row of D zeros, scores has room for block_points
+  // rows.
+  void (*block_dots)(const float* const* x, int64_t n, const float* zero, const float* cpack, const float* c,
+                     int64_t K, int64_t D, float* scores);
   // In place scores[k] = cnorm[k] - 2 scores[k]; returns the first index of the smallest, the smallest and the
   // second smallest value (equal to the smallest on a tie).
   int64_t (*top2)(const float* cnorm, float* scores, int64_t K, float* s1, float* s2);

@@ -6,7 +6,8 @@
 // (accumulator registers: a tile of V vectors, or of V - 1 and a half vector, takes min(kAcc / V, kRows) points;
 // every such count divides kAcc, the points per block), a vector type V with zero, load, store, broadcast(float), fma and
 // load_row(x, type, d, n) -> V (n <= W elements of row x from d, converted to fp32, zero-filled), and a half-width
-// vector type H (W / 2 lanes) with hzero, hload, hstore, hbroadcast and hfma, and transpose(src, ld, rows, dst, ldd,
+// vector type H (W / 2 lanes) with hzero, hload, hstore, hbroadcast and hfma, hsum(V) -> float, and
+// transpose(src, ld, rows, dst, ldd,
 // cols): dst[i * ldd + j] = src[j * ld + i] for i < W, j < cols (W or W / 2), zero for j >= rows.
 //
 // Lanes run along the centroids: one step of the micro-kernel loads the centroid values of a tile at one coordinate d
@@ -26,7 +27,12 @@ constexpr int64_t kHalf = Isa::W / 2;
 
 int64_t padded(int64_t K) { return (K + kHalf - 1) / kHalf * kHalf; }
 
+// Centroids beyond the last multiple of W / 2, when at most W / 4 of them: inner products along D (ip_micro) cost less
+// for so few than a half vector of mostly padding. The first K - tail_centroids(K) go to the lane tiles.
+int64_t tail_centroids(int64_t K) { return K % kHalf <= kHalf / 2 ? K % kHalf : 0; }
+
 void pack_centroids(const float* c, int64_t K, int64_t D, float* out) {
+  K -= tail_centroids(K);
   const int64_t Kp = padded(K), span = Isa::kV * Isa::W, Dv = D / Isa::W * Isa::W;
   for (int64_t k0 = 0; k0 < Kp; k0 += span) {
     const int64_t width = less(span, Kp - k0);
@@ -95,22 +101,62 @@ MicroFn pick(int64_t vectors, bool tail) {
   }
 }
 
-// scores[p * round_up(K, W / 2) + k] = dot(x[p], centroid k) for n <= kAcc fp32 rows x[p] of D floats and the K packed
-// centroids; `zero` (D zeros) stands in for the missing rows of the last point tile. scores holds kAcc rows.
-void block_dots(const float* const* x, int64_t n, const float* zero, const float* cpack, int64_t K, int64_t D,
-                float* scores) {
-  const int64_t Kp = padded(K), span = Isa::kV * Isa::W;
+// scores[p * ld + j] = dot(x[p], c[j]) for R fp32 rows c[j] = c + j * D and tile_points(R) points: vectors along D.
+template <int R>
+void ip_micro(const float* const* x, const float* c, int64_t D, float* scores, int64_t ld) {
+  constexpr int P = tile_points(R);
+  typename Isa::V a[P][R];
+  for (int p = 0; p < P; ++p)
+    for (int j = 0; j < R; ++j) a[p][j] = Isa::zero();
+  for (int64_t d = 0; d < D; d += Isa::W) {
+    const int64_t n = less(Isa::W, D - d);
+    typename Isa::V cv[R];
+    for (int j = 0; j < R; ++j)
+      cv[j] = n == Isa::W ? Isa::load(c + j * D + d) : Isa::load_row(c + j * D, ElemType::f32, d, n);
+    for (int p = 0; p < P; ++p) {
+      const typename Isa::V xv = n == Isa::W ? Isa::load(x[p] + d) : Isa::load_row(x[p], ElemType::f32, d, n);
+      for (int j = 0; j < R; ++j) a[p][j] = Isa::fma(xv, cv[j], a[p][j]);
+    }
+  }
+  for (int p = 0; p < P; ++p)
+    for (int j = 0; j < R; ++j) scores[p * ld + j] = Isa::hsum(a[p][j]);
+}
+
+using IpFn = void (*)(const float* const*, const float*, int64_t, float*, int64_t);
+
+template <int R>
+IpFn pick_ip(int64_t want) {
+  if constexpr (R == 1) {
+    return ip_micro<1>;
+  } else {
+    return want == R ? ip_micro<R> : pick_ip<R - 1>(want);
+  }
+}
+
+// scores[p * round_up(K, W / 2) + k] = dot(x[p], centroid k) for n <= kAcc fp32 rows x[p] of D floats, the K centroids
+// c (fp32 rows) and their panels cpack; `zero` (D zeros) stands in for the missing rows of the last point tile. scores
+// holds kAcc rows.
+void block_dots(const float* const* x, int64_t n, const float* zero, const float* cpack, const float* c, int64_t K,
+                int64_t D, float* scores) {
+  const int64_t ld = padded(K), tail = tail_centroids(K), Kp = padded(K - tail), span = Isa::kV * Isa::W;
+  const float* rows[Isa::kAcc];
   for (int64_t d0 = 0; d0 < D; d0 += kChunk) {
     const int64_t len = less(kChunk, D - d0);
     for (int64_t k0 = 0; k0 < Kp; k0 += span) {
-      const int64_t width = less(span, Kp - k0), vectors = width / Isa::W, tail = width % Isa::W != 0;
-      const int64_t P = tile_points(static_cast<int>(vectors + tail));
-      const MicroFn fn = pick<Isa::kV>(vectors, tail);
+      const int64_t width = less(span, Kp - k0), vectors = width / Isa::W, half = width % Isa::W != 0;
+      const int64_t P = tile_points(static_cast<int>(vectors + half));
+      const MicroFn fn = pick<Isa::kV>(vectors, half);
       for (int64_t r0 = 0; r0 < n; r0 += P) {
-        const float* rows[Isa::kAcc];
         for (int64_t p = 0; p < P; ++p) rows[p] = r0 + p < n ? x[r0 + p] : zero;
-        fn(rows, d0, len, cpack + k0 * D, width, scores + r0 * Kp + k0, Kp, d0 == 0);
+        fn(rows, d0, len, cpack + k0 * D, width, scores + r0 * ld + k0, ld, d0 == 0);
       }
     }
+  }
+  if (tail == 0) return;
+  const int64_t P = tile_points(static_cast<int>(tail));
+  const IpFn fn = pick_ip<kHalf / 2>(tail);
+  for (int64_t r0 = 0; r0 < n; r0 += P) {
+    for (int64_t p = 0; p < P; ++p) rows[p] = r0 + p < n ? x[r0 + p] : zero;
+    fn(rows, c + (K - tail) * D, D, scores + r0 * ld + K - tail, ld);
   }
 }
