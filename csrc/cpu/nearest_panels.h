@@ -2,20 +2,20 @@
 //
 // Included by nearest_{avx512,avx2,generic}.cpp *inside* an anonymous namespace (and, for the SIMD ones, inside their
 // target-pragma region) after `Isa` is defined, so every instantiation is private to that translation unit. It
-// includes nothing on purpose. `Isa` provides: W (fp32 lanes), kV (most centroid vectors per register tile), kAcc
-// (accumulator registers: a tile of V vectors, or of V - 1 and a half vector, takes min(kAcc / V, kRows) points;
-// every such count divides kAcc, the points per block), a vector type V with zero, load, store, broadcast(float), fma and
-// load_row(x, type, d, n) -> V (n <= W elements of row x from d, converted to fp32, zero-filled), and a half-width
-// vector type H (W / 2 lanes) with hzero, hload, hstore, hbroadcast and hfma, hsum(V) -> float, and
-// transpose(src, ld, rows, dst, ldd,
-// cols): dst[i * ldd + j] = src[j * ld + i] for i < W, j < cols (W or W / 2), zero for j >= rows.
+// includes nothing on purpose. `Isa` provides: W (fp32 lanes); kV (most centroid vectors per register tile); kAcc
+// (accumulator registers: a tile of V vectors, or of V - 1 and a half vector, takes min(kAcc / V, kRows) points, and
+// every such count divides kAcc, the points per block); a vector type V with zero, load, store, broadcast(float), fma,
+// hsum -> float and load_row(x, type, d, n) -> V (n <= W elements of row x from d, converted to fp32, zero-filled); a
+// half-width vector type H (W / 2 lanes) with hzero, hload, hstore, hbroadcast and hfma; and transpose(src, ld, rows,
+// dst, ldd, cols): dst[i * ldd + j] = src[j * ld + i] for i < W, j < cols (W or W / 2), zero for j >= rows.
 //
 // Lanes run along the centroids: one step of the micro-kernel loads the centroid values of a tile at one coordinate d
 // and broadcasts coordinate d of each point, so points are read in place (any D, no packing) and every load feeds
-// several multiply-adds. The K centroids of a group are cut into tiles of kV * W (only the last one shorter,
+// several multiply-adds. The centroids of a group are cut into tiles of kV * W (only the last one shorter,
 // zero-padded to a multiple of W / 2: a half vector costs half as much as a full one where the hardware splits wide
 // vectors, as on AMD Zen 4), each stored d-major: tile columns [k0, k0 + width) at pack + k0 * D, element (d, j) at
-// d * width + j. Scores rows then hold K' = round_up(K, W / 2) values: the K real ones first, padding after.
+// d * width + j. The last K mod (W / 2) centroids, when at most W / 4, are instead done as inner products along D
+// (ip_micro). Scores rows hold K' = round_up(K, W / 2) values: the K real ones first, padding after.
 
 int64_t less(int64_t a, int64_t b) { return a < b ? a : b; }
 
@@ -40,7 +40,8 @@ void pack_centroids(const float* c, int64_t K, int64_t D, float* out) {
     for (int64_t j0 = 0; j0 < width; j0 += Isa::W) {  // W x W blocks in registers; the last D % W coordinates by hand
       const int64_t cols = less(Isa::W, width - j0), rows = less(cols, K - k0 - j0);
       const float* src = c + (k0 + j0) * D;
-      for (int64_t d0 = 0; d0 < Dv; d0 += Isa::W) Isa::transpose(src + d0, D, rows, tile + d0 * width + j0, width, cols);
+      for (int64_t d0 = 0; d0 < Dv; d0 += Isa::W)
+        Isa::transpose(src + d0, D, rows, tile + d0 * width + j0, width, cols);
       for (int64_t d = Dv; d < D; ++d)
         for (int64_t j = 0; j < cols; ++j) tile[d * width + j0 + j] = j < rows ? src[j * D + d] : 0.f;
     }
@@ -57,7 +58,8 @@ void convert_rows(const void* const* x, int64_t n, ElemType type, int64_t D, flo
 // Coordinates per pass: a tile's panel chunk (at most 1024 x kV x W floats) stays in L2 across the point tiles.
 constexpr int64_t kChunk = 1024;
 
-// scores[p * ld + j] (+)= dot(x[p][d0 : d0 + len], centroid j of the tile) for kAcc / (V + T) points, j < V * W + T * W / 2.
+// scores[p * ld + j] (+)= dot(x[p][d0 : d0 + len], centroid j of the tile) for tile_points(V + T) points,
+// j < V * W + T * W / 2.
 template <int V, int T>
 void micro(const float* const* x, int64_t d0, int64_t len, const float* tile, int64_t width, float* scores, int64_t ld,
            bool first) {
