@@ -14,8 +14,8 @@
 // several multiply-adds. The centroids of a group are cut into tiles of kV * W (only the last one shorter,
 // zero-padded to a multiple of W / 2: a half vector costs half as much as a full one where the hardware splits wide
 // vectors, as on AMD Zen 4), each stored d-major: tile columns [k0, k0 + width) at pack + k0 * D, element (d, j) at
-// d * width + j. The last K mod (W / 2) centroids, when at most W / 4, are instead done as inner products along D
-// (ip_micro). Scores rows hold K' = round_up(K, W / 2) values: the K real ones first, padding after.
+// d * width + j. The last K mod (W / 2) centroids, when few (tail_centroids), are instead done as inner products
+// along D (ip_micro). Scores rows hold K' = round_up(K, W / 2) values: the K real ones first, padding after.
 
 int64_t less(int64_t a, int64_t b) { return a < b ? a : b; }
 
@@ -27,9 +27,10 @@ constexpr int64_t kHalf = Isa::W / 2;
 
 int64_t padded(int64_t K) { return (K + kHalf - 1) / kHalf * kHalf; }
 
-// Centroids beyond the last multiple of W / 2, when at most W / 4 of them: inner products along D (ip_micro) cost less
-// for so few than a half vector of mostly padding. The first K - tail_centroids(K) go to the lane tiles.
-int64_t tail_centroids(int64_t K) { return K % kHalf <= kHalf / 2 ? K % kHalf : 0; }
+// Centroids beyond the last multiple of W / 2, when at most W / 4 of them and at least 2 W others: inner products
+// along D (ip_micro) then cost less than a half vector of mostly padding (they read the point rows again, which only
+// pays off next to enough lane work). The first K - tail_centroids(K) go to the lane tiles.
+int64_t tail_centroids(int64_t K) { return K % kHalf <= kHalf / 2 && K - K % kHalf >= 2 * Isa::W ? K % kHalf : 0; }
 
 void pack_centroids(const float* c, int64_t K, int64_t D, float* out) {
   K -= tail_centroids(K);
