@@ -124,7 +124,7 @@ void nearest_centroids(const at::Tensor& points, const at::Tensor& centroids, co
   const std::unique_ptr<float[]> cpack(new float[G * Kp * D]);
   std::vector<float> cnorm(G * K);
   std::vector<double> cmax(G, 0.0);
-  const std::vector<float> origin(D, 0.f);
+  const std::vector<float> origin(D, 0.f);  // for ||c||^2, and the stand-in for missing rows of a point tile
   // Grain sizes keep small problems on the calling thread (a parallel region costs more than they do).
   constexpr int64_t kMinWork = int64_t{1} << 20;
   at::parallel_for(0, G, std::max<int64_t>(1, kMinWork / (K * D)), [&](int64_t g0, int64_t g1) {
@@ -182,7 +182,7 @@ void nearest_centroids(const at::Tensor& points, const at::Tensor& centroids, co
 
   at::parallel_for(0, static_cast<int64_t>(items.size()), std::max<int64_t>(1, kMinWork / (span * K * D)),
                    [&](int64_t i0, int64_t i1) {
-    std::vector<float> scores(block * Kp), converted(in_place ? 0 : block * D + W), zero(D, 0.f);
+    std::vector<float> scores(block * Kp), converted(in_place ? 0 : block * D + W);
     std::vector<int64_t> cand(K);
     std::vector<double> cand_dist(K);
     const void* rows[kMaxBlock];
@@ -202,7 +202,7 @@ void nearest_centroids(const at::Tensor& points, const at::Tensor& centroids, co
           kern.convert_rows(rows, n, type, D, converted.data());
           for (int64_t p = 0; p < n; ++p) frows[p] = converted.data() + p * D;
         }
-        kern.block_dots(frows, n, zero.data(), cg, cbase + g * K * D, K, D, scores.data());
+        kern.block_dots(frows, n, origin.data(), cg, cbase + g * K * D, K, D, scores.data());
         if (out_dots != nullptr) {
           for (int64_t p = 0; p < n; ++p) std::copy_n(scores.data() + p * Kp, K, out_dots + order[b + p] * K);
           continue;
