@@ -14,8 +14,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from fastdistill.augment.dsa import DSAConfig
 from fastdistill.data.base import DatasetInfo, Split
-from fastdistill.eval.augment import DSAConfig
 from fastdistill.methods import RealData, build_method, flat_model
 from fastdistill.methods.buffer import Buffer
 from fastdistill.methods.config import MethodConfig

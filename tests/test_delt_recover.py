@@ -7,11 +7,11 @@ import fastdistill.pipelines.delt.pipeline as delt_pipeline
 from fastdistill.backends import triton_importable, triton_interpret
 from fastdistill.cli import main
 from fastdistill.data import load_dataset
+from fastdistill.methods.delt.config import DELTConfig
+from fastdistill.methods.delt.recover import recover
+from fastdistill.methods.delt.schedule import GroupSchedule
 from fastdistill.models import build_model
 from fastdistill.models.teacher import save_teacher
-from fastdistill.pipelines.delt.config import DELTConfig
-from fastdistill.pipelines.delt.recover import recover
-from fastdistill.pipelines.delt.schedule import GroupSchedule
 from fastdistill.pipelines.outputs import load_distilled
 from fastdistill.pipelines.squeeze import SqueezeConfig, train_teacher
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from fastdistill.pipelines.delt.schedule import (
+from fastdistill.methods.delt.schedule import (
     class_rounds,
     cosine_lr,
     group_schedule,

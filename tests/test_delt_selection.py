@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from fastdistill.errors import FastDistillError
-from fastdistill.pipelines.delt.selection import medium_order, rank_class, select_initial
+from fastdistill.methods.delt.selection import medium_order, rank_class, select_initial
 
 
 def test_medium_alternates_around_the_median():

@@ -1,5 +1,5 @@
-"""Evaluation harness: DSA and soft-label augmentations, student protocols, progressive training, random-real
-baseline, and the ``evaluate`` command."""
+"""Evaluation harness (and the DSA / soft-label augmentations it uses): student protocols, progressive training,
+random-real baseline, and the ``evaluate`` command."""
 
 from __future__ import annotations
 
@@ -12,23 +12,25 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.transforms.v2 import functional as TF
 
+from fastdistill.augment import (
+    DSA_GROUPS,
+    DSAConfig,
+    apply_dsa,
+    cutmix,
+    dsa_strategy_for,
+    resized_crop,
+    sample_crop_boxes,
+    sample_dsa_params,
+)
 from fastdistill.cli import main
 from fastdistill.data import load_dataset, to_float
 from fastdistill.errors import FastDistillError
 from fastdistill.eval import (
-    DSA_GROUPS,
-    DSAConfig,
     StudentTrainer,
-    apply_dsa,
-    cutmix,
-    dsa_strategy_for,
     evaluate_distilled,
     format_table,
     make_protocol,
     random_real_subset,
-    resized_crop,
-    sample_crop_boxes,
-    sample_dsa_params,
     soft_batch_size,
 )
 from fastdistill.eval.protocols import lr_factor

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from fastdistill.eval.augment import DSAConfig
+from fastdistill.augment.dsa import DSAConfig
 from fastdistill.methods.functional import FlatModel, train_networks
 from fastdistill.methods.gradmatch import per_class_weight_grads
 from fastdistill.models.convnet import ConvNet

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from fastdistill.augment.dsa import DSAConfig, dsa_strategy_for
 from fastdistill.cli import main
 from fastdistill.data import load_dataset
-from fastdistill.eval.augment import DSAConfig, dsa_strategy_for
+from fastdistill.eval.progressive import evaluate_progressive
 from fastdistill.eval.protocols import make_protocol
 from fastdistill.eval.trainer import StudentTrainer
 from fastdistill.methods import RealData, build_method
@@ -22,7 +23,6 @@ from fastdistill.methods.synset import StageImages
 from fastdistill.models.convnet import ConvNet
 from fastdistill.pipelines.outputs import load_distilled
 from fastdistill.pipelines.pdd.engine import CHECKPOINT, ProgressiveRun
-from fastdistill.pipelines.pdd.evaluation import evaluate_progressive
 from fastdistill.utils.io import torch_load
 from fastdistill.utils.seed import generator
 

@@ -6,17 +6,17 @@ import argparse
 import time
 
 from fastdistill.commands._common import add_dataset_arguments, add_run_arguments, positive_int, resolve_device
+from fastdistill.commands.rundir import args_to_dict, check_resume_config, prepare_run_dir, write_config
 from fastdistill.data import load_dataset
 from fastdistill.errors import FastDistillError
+from fastdistill.eval.progressive import evaluate_progressive, format_rows
 from fastdistill.methods import RealData, build_method
 from fastdistill.methods.buffer import check_buffer_folder
+from fastdistill.methods.delt.config import DELTConfig
 from fastdistill.methods.presets import resolve
-from fastdistill.pipelines.delt.config import DELTConfig
-from fastdistill.pipelines.delt.pipeline import obtain_teacher
+from fastdistill.pipelines.delt.teacher import obtain_teacher
 from fastdistill.pipelines.pdd.engine import ProgressiveRun
-from fastdistill.pipelines.pdd.evaluation import evaluate_progressive, format_rows
 from fastdistill.utils.io import write_json
-from fastdistill.utils.rundir import args_to_dict, check_resume_config, prepare_run_dir, write_config
 from fastdistill.utils.seed import generator
 
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 import time
 
+from fastdistill.augment.dsa import DSAConfig, dsa_strategy_for
 from fastdistill.commands._common import add_dataset_arguments, add_run_arguments, positive_int, resolve_device
+from fastdistill.commands.rundir import args_to_dict, prepare_run_dir, write_config
 from fastdistill.data import load_dataset
 from fastdistill.errors import FastDistillError
-from fastdistill.eval.augment import DSAConfig, dsa_strategy_for
 from fastdistill.methods import RealData, flat_model
 from fastdistill.methods.buffer import META, TRAJECTORIES, save_buffer, train_experts
 from fastdistill.methods.functional import stacked_accuracy
-from fastdistill.utils.rundir import args_to_dict, prepare_run_dir, write_config
 from fastdistill.utils.seed import generator
 
 NAME = "buffer"

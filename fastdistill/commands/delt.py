@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 
 from fastdistill.commands._common import add_dataset_arguments, add_run_arguments, positive_int, resolve_device
+from fastdistill.commands.rundir import args_to_dict, check_resume_config, prepare_run_dir, write_config
 from fastdistill.data import load_dataset
 from fastdistill.errors import FastDistillError
 from fastdistill.eval.harness import evaluate_distilled, write_results
-from fastdistill.pipelines.delt.config import MODES, DELTConfig, validate
+from fastdistill.methods.delt.config import MODES, DELTConfig, validate
+from fastdistill.methods.delt.selection import MODES as SELECTION_MODES
 from fastdistill.pipelines.delt.pipeline import run_delt
-from fastdistill.pipelines.delt.selection import MODES as SELECTION_MODES
 from fastdistill.pipelines.outputs import load_distilled
-from fastdistill.utils.rundir import args_to_dict, check_resume_config, prepare_run_dir, write_config
 from fastdistill.utils.seed import seed_everything
 
 NAME = "delt"

@@ -15,13 +15,13 @@ from pathlib import Path
 import torch
 
 from fastdistill.commands._common import positive_int, resolve_device
+from fastdistill.commands.rundir import CONFIG
 from fastdistill.data import load_dataset
 from fastdistill.errors import FastDistillError
 from fastdistill.eval.harness import evaluate_distilled, write_results
 from fastdistill.eval.protocols import PROTOCOLS
 from fastdistill.pipelines.outputs import load_distilled
 from fastdistill.utils.io import read_json
-from fastdistill.utils.rundir import CONFIG
 
 NAME = "evaluate"
 HELP = "train students on a distilled set and on a random real subset (hard and soft labels); write results.json"

@@ -6,7 +6,7 @@ import argparse
 
 import torch
 
-from fastdistill.utils.provenance import provenance
+from fastdistill.commands.provenance import provenance
 
 NAME = "info"
 HELP = "print versions, devices and the backend each op will use"

@@ -64,10 +64,10 @@ def _evaluate(run_dir: Path, record: dict, data, args: argparse.Namespace, devic
 
 
 def run(args: argparse.Namespace) -> int:
+    from fastdistill.commands.rundir import args_to_dict, check_resume_config, prepare_run_dir, write_config
     from fastdistill.data import load_dataset
     from fastdistill.pipelines.mgd import GuidanceConfig, MGDConfig, load_generator, resolve_dtype, run_mgd
     from fastdistill.pipelines.mgd._deps import require_diffusers
-    from fastdistill.utils.rundir import args_to_dict, check_resume_config, prepare_run_dir, write_config
     from fastdistill.utils.seed import seed_everything
 
     require_diffusers()

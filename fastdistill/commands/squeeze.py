@@ -7,10 +7,10 @@ import dataclasses
 import time
 
 from fastdistill.commands._common import add_dataset_arguments, add_run_arguments, positive_int, resolve_device
+from fastdistill.commands.rundir import args_to_dict, prepare_run_dir, write_config
 from fastdistill.data import load_dataset
 from fastdistill.models.teacher import save_teacher
 from fastdistill.pipelines.squeeze import SqueezeConfig, train_teacher
-from fastdistill.utils.rundir import args_to_dict, prepare_run_dir, write_config
 from fastdistill.utils.seed import seed_everything
 
 NAME = "squeeze"

@@ -6,8 +6,8 @@ import argparse
 from dataclasses import asdict
 
 from fastdistill.commands._common import add_dataset_arguments, add_run_arguments, positive_int, resolve_device
+from fastdistill.commands.rundir import args_to_dict, check_resume_config, prepare_run_dir, write_config
 from fastdistill.data import load_dataset
-from fastdistill.utils.rundir import args_to_dict, check_resume_config, prepare_run_dir, write_config
 from fastdistill.utils.seed import seed_everything
 
 NAME = "train-diffusion"

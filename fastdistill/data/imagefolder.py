@@ -11,10 +11,10 @@ from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from fastdistill.data.base import Dataset, DatasetInfo, Split
+from fastdistill.data.stats import IMAGENET_MEAN, IMAGENET_STD
 from fastdistill.errors import FastDistillError
 
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp", ".gif"}
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 def list_folder(split_dir: Path) -> tuple[list[str], list[tuple[Path, int]]]:

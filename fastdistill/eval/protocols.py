@@ -22,9 +22,9 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+from fastdistill.augment.dsa import dsa_strategy_for
 from fastdistill.data.base import DatasetInfo
 from fastdistill.errors import FastDistillError
-from fastdistill.eval.augment import dsa_strategy_for
 
 PROTOCOLS = ("hard", "soft")
 DEFAULT_EPOCHS = 300

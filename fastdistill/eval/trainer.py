@@ -29,11 +29,14 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from fastdistill.augment.crop import random_resized_crop
+from fastdistill.augment.cutmix import cutmix
+from fastdistill.augment.dsa import DSAConfig, dsa
 from fastdistill.data.base import DatasetInfo, Split, to_float
 from fastdistill.errors import FastDistillError
-from fastdistill.eval.augment import DSAConfig, cutmix, dsa, random_resized_crop
 from fastdistill.eval.protocols import Protocol, lr_factor
 from fastdistill.models import build_model
+from fastdistill.models.accuracy import accuracy
 from fastdistill.utils.seed import generator
 
 EVAL_BATCH = 256  # CPU: cache-friendlier than larger batches for ConvNets; the same FLOPs on GPU
@@ -157,11 +160,4 @@ class StudentTrainer:
         images, labels = (data.images, data.labels) if isinstance(data, Split) else (data, labels)
         if labels is None or labels.shape[0] != images.shape[0] or images.shape[0] == 0:
             raise FastDistillError("accuracy needs a non-empty set of images with one label each")
-        was_training = self.model.training
-        self.model.eval()
-        correct = torch.zeros((), dtype=torch.long, device=self.device)
-        for start in range(0, images.shape[0], batch_size):
-            logits = self.model(self.inputs(images[start:start + batch_size]))
-            correct += (logits.argmax(1) == labels[start:start + batch_size].to(self.device)).sum()
-        self.model.train(was_training)
-        return 100.0 * float(correct) / images.shape[0]
+        return accuracy(self.model, images, labels, self.inputs, batch_size)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from fastdistill.augment.dsa import DSAConfig, dsa_strategy_for
 from fastdistill.data.base import Dataset, DatasetInfo
 from fastdistill.errors import FastDistillError
-from fastdistill.eval.augment import DSAConfig, dsa_strategy_for
 from fastdistill.methods.base import Method
 from fastdistill.methods.buffer import load_buffer
 from fastdistill.methods.config import MethodConfig
-from fastdistill.methods.delt import DELTStages
+from fastdistill.methods.delt.stages import DELTStages
 from fastdistill.methods.dm import DM
 from fastdistill.methods.functional import FlatModel
 from fastdistill.methods.gradmatch import GradientMatching

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from fastdistill.eval.augment import DSAConfig
+from fastdistill.augment.dsa import DSAConfig
 from fastdistill.methods.config import MethodConfig
 from fastdistill.methods.functional import FlatModel, train_networks
 from fastdistill.methods.realdata import RealData

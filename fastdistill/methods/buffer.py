@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from fastdistill.augment.dsa import DSAConfig
 from fastdistill.data.base import DatasetInfo
 from fastdistill.errors import FastDistillError
-from fastdistill.eval.augment import DSAConfig
 from fastdistill.methods.config import MethodConfig
 from fastdistill.methods.functional import FlatModel, train_networks
 from fastdistill.methods.realdata import RealData

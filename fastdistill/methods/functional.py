@@ -18,8 +18,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad_and_value, vmap
 
+from fastdistill.augment.dsa import DSAConfig, apply_dsa, sample_dsa_params
 from fastdistill.errors import FastDistillError
-from fastdistill.eval.augment import DSAConfig, apply_dsa, sample_dsa_params
+from fastdistill.models.accuracy import count_correct
 
 
 class _Features(nn.Module):
@@ -161,8 +162,5 @@ def stacked_accuracy(fm: FlatModel, flats: torch.Tensor, x: torch.Tensor, y: tor
                      batch_size: int = 1024) -> torch.Tensor:
     """Top-1 accuracy (percent) of each of K networks on ``(x, y)``: ``[K]``."""
     logits = vmap(fm.logits, in_dims=(0, None))
-    correct = torch.zeros(flats.shape[0], device=flats.device)
-    for start in range(0, x.shape[0], batch_size):
-        out = logits(flats, x[start:start + batch_size])
-        correct += (out.argmax(-1) == y[start:start + batch_size]).sum(-1)
-    return 100.0 * correct / x.shape[0]
+    correct = count_correct(lambda xb: logits(flats, xb), x, y, batch_size)
+    return 100.0 * correct.float() / x.shape[0]

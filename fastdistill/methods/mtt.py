@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from fastdistill.augment.dsa import DSAConfig, DSAParams, apply_dsa, sample_dsa_params
 from fastdistill.errors import FastDistillError
-from fastdistill.eval.augment import DSAConfig, DSAParams, apply_dsa, sample_dsa_params
 from fastdistill.methods.base import Method
 from fastdistill.methods.buffer import Buffer, regenerate
 from fastdistill.methods.functional import FlatModel

@@ -1,7 +1,7 @@
 """The upstream loops, one class (or one network) at a time, as DatasetCondensation and mtt-distillation run them.
 
 They are the oracles of the tests and the baselines of ``benchmarks/bench_pdd_bases.py``: same maths as the batched
-methods, none of the batching. DSA draws come from ``fastdistill.eval.augment`` (one ``shared`` draw per class and
+methods, none of the batching. DSA draws come from ``fastdistill.augment.dsa`` (one ``shared`` draw per class and
 call, as the reference's per-class seed).
 """
 
@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fastdistill.eval.augment import DSAConfig, apply_dsa, sample_dsa_params
+from fastdistill.augment.dsa import DSAConfig, apply_dsa, sample_dsa_params
 from fastdistill.methods.functional import FlatModel
 
 

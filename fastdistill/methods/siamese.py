@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from fastdistill.eval.augment import DSAConfig, DSAParams, apply_dsa, sample_dsa_params
+from fastdistill.augment.dsa import DSAConfig, DSAParams, apply_dsa, sample_dsa_params
 
 
 def repeat_params(params: DSAParams, n: int) -> DSAParams:

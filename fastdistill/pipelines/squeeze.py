@@ -10,8 +10,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from fastdistill.augment.translate import translate_flip
 from fastdistill.data.base import Dataset, Split, to_float
 from fastdistill.models import build_model
+from fastdistill.models.accuracy import accuracy
 
 # Datasets whose classes are not mirror-symmetric: no horizontal flips.
 NO_FLIP = {"digits", "mnist"}
@@ -32,30 +34,9 @@ class SqueezeConfig:
         return self.epochs if self.epochs is not None else DEFAULT_EPOCHS.get(dataset, 30)
 
 
-def augment_batch(x: torch.Tensor, flip: bool, pad: int, generator: torch.Generator) -> torch.Tensor:
-    """Random translation by up to ``pad`` pixels (zero padding) and, if ``flip``, random horizontal flips."""
-    n, _, h, w = x.shape
-    padded = F.pad(x, (pad, pad, pad, pad))
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device=x.device)
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device=x.device)
-    rows = (dy[:, None] + torch.arange(h, device=x.device)[None])[:, None, :, None]
-    cols = (dx[:, None] + torch.arange(w, device=x.device)[None])[:, None, None, :]
-    out = padded.gather(2, rows.expand(n, x.shape[1], h, padded.shape[3])).gather(3, cols.expand(n, x.shape[1], h, w))
-    if flip:
-        mask = torch.rand(n, generator=generator, device=x.device) < 0.5
-        out = torch.where(mask[:, None, None, None], out.flip(3), out)
-    return out
-
-
-@torch.no_grad()
-def accuracy(model: nn.Module, split: Split, normalize, device: torch.device, batch_size: int = 1000) -> float:
-    """Top-1 accuracy (%) of ``model`` on ``split``."""
-    model.eval()
-    correct = 0
-    for i in range(0, len(split), batch_size):
-        x = normalize(to_float(split.images[i:i + batch_size].to(device)))
-        correct += int((model(x).argmax(1) == split.labels[i:i + batch_size].to(device)).sum())
-    return 100.0 * correct / max(1, len(split))
+def teacher_accuracy(model: nn.Module, split: Split, normalize, device: torch.device, batch_size: int = 1000) -> float:
+    """Top-1 accuracy (%) of ``model`` on the uint8 images of ``split``."""
+    return accuracy(model, split.images, split.labels, lambda u8: normalize(to_float(u8.to(device))), batch_size)
 
 
 def train_teacher(
@@ -83,7 +64,7 @@ def train_teacher(
         total = 0.0
         for s in range(steps_per_epoch):
             idx = perm[s * cfg.batch_size:(s + 1) * cfg.batch_size]
-            x = augment_batch(info.normalize(to_float(images[idx])), flip, pad, gen)
+            x = translate_flip(info.normalize(to_float(images[idx])), flip, pad, gen)
             loss = F.cross_entropy(model(x), labels[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -92,6 +73,6 @@ def train_teacher(
             total += float(loss.detach()) * idx.numel()
         history.append({"epoch": epoch + 1, "train_loss": total / n})
         bar.set_postfix(loss=f"{total / n:.3f}")
-    test_acc = accuracy(model, ds.test, info.normalize, device)
+    test_acc = teacher_accuracy(model, ds.test, info.normalize, device)
     model.eval().requires_grad_(False)
     return model, {"epochs": epochs, "test_accuracy": test_acc, "history": history}

@@ -1,1 +1,1 @@
-"""DELT: BN-statistic matching recovery from real initialisations with EarlyLate rounds (arXiv 2411.19946)."""
+"""The ``delt`` pipeline: teacher, checkpointed recover of every launch, outputs (the method: methods/delt)."""

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import torch
 
+from fastdistill.commands.provenance import provenance
 from fastdistill.errors import FastDistillError
 from fastdistill.utils.io import read_json, write_json
-from fastdistill.utils.provenance import provenance
 
 CONFIG = "config.json"
 

@@ -49,9 +49,6 @@ class GroupSchedule:
     def total_iterations(self) -> int:
         return len(self.active) * self.round_iterations
 
-    def active_at(self, iteration: int) -> tuple[int, ...]:
-        return self.active[iteration // self.round_iterations]
-
     def iterations_per_row(self, num_rows: int) -> list[int]:
         counts = [0] * num_rows
         for rows in self.active:

@@ -13,16 +13,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from fastdistill.augment.crop import sample_box
+from fastdistill.augment.groups import crop_flip_groups
 from fastdistill.data.base import Dataset
 from fastdistill.methods.base import Method
+from fastdistill.methods.delt.config import DELTConfig, validate
+from fastdistill.methods.delt.initial import initial_images, selection_input
+from fastdistill.methods.delt.planning import launch_seed, plan_groups, plan_launches
+from fastdistill.methods.delt.recover import FLIP_P, recover
+from fastdistill.methods.delt.schedule import min_crop_scale
+from fastdistill.methods.delt.selection import select_initial, true_class_probability
 from fastdistill.methods.synset import StageImages
-from fastdistill.pipelines.delt.augment import crop_flip_groups, sample_box
-from fastdistill.pipelines.delt.config import DELTConfig, validate
-from fastdistill.pipelines.delt.pipeline import MAX_IMAGES_PER_LAUNCH, Group, plan_groups
-from fastdistill.pipelines.delt.pipeline import initial_images as delt_initial_images
-from fastdistill.pipelines.delt.recover import recover
-from fastdistill.pipelines.delt.schedule import min_crop_scale
-from fastdistill.pipelines.delt.selection import select_initial, true_class_probability
 from fastdistill.utils.seed import generator as make_generator
 
 
@@ -43,7 +44,7 @@ class UnionTeacher(nn.Module):
         scale = min_crop_scale(self.calls, self.total, self.cfg.milestone, self.cfg.crop, self.cfg.crop_floor)
         self.calls += 1
         boxes = [sample_box(h, w, (scale, 1.0), self.generator) for _ in range(groups)]
-        flips = (torch.rand(groups, generator=self.generator) < (0.5 if self.cfg.flip else 0.0)).tolist()
+        flips = (torch.rand(groups, generator=self.generator) < (FLIP_P if self.cfg.flip else 0.0)).tolist()
         old = crop_flip_groups(self.frozen.flatten(0, 1), groups, boxes, flips).view_as(self.frozen)
         both = torch.cat([old, x.view(groups, -1, *x.shape[1:])], 1)
         logits = self.teacher(both.flatten(0, 1)).view(groups, both.shape[1], -1)
@@ -58,11 +59,10 @@ class DELTStages(Method):
         self.teacher, self.dataset = teacher, dataset
         self.delt = DELTConfig.for_dataset(dataset.info.name, ipc=self.cfg.ipc_stage, seed=seed)
         validate(self.delt)
-        info = dataset.info
         scores = true_class_probability(teacher, dataset.train.images, dataset.train.labels,
-                                        lambda u8: info.normalize(u8.float() / 255))
-        self.chosen = select_initial(scores, dataset.train.labels, info.num_classes, self.cfg.ipc, self.delt.selection,
-                                     make_generator(seed))
+                                        selection_input(dataset, "fast"))
+        self.chosen = select_initial(scores, dataset.train.labels, dataset.info.num_classes, self.cfg.ipc,
+                                     self.delt.selection, make_generator(seed))
         self.stage = 1
         self.seed = seed
 
@@ -75,32 +75,28 @@ class DELTStages(Method):
 
     def initial_images(self) -> torch.Tensor:
         """The stage's share of DELT's selection, ``[C, k, ...]`` normalized."""
-        x = torch.stack([delt_initial_images(self.dataset, idx, "fast") for idx in self._stage_chosen()])
+        x = torch.stack([initial_images(self.dataset, idx, "fast") for idx in self._stage_chosen()])
         return x.to(self.data.x.device)
 
     def step(self, images: StageImages) -> float:
         groups = plan_groups(self._stage_chosen(), self.delt)
-        launches: dict[tuple, list[Group]] = {}
-        for g in groups:
-            launches.setdefault((len(g.classes), g.schedule.active, len(set(g.classes))), []).append(g)
-        limit = self.delt.groups_per_launch or max(1, MAX_IMAGES_PER_LAUNCH // self.delt.batch_size)
+        # the frozen images of a launch stack per group: its groups must also span as many classes
+        launches = plan_launches(groups, self.delt, same=lambda g: len(set(g.classes)))
         bounds = self.dataset.info.bounds(images.new.device)
         losses: list[float] = []
-        for bucket in launches.values():
-            for start in range(0, len(bucket), limit):
-                launch = bucket[start:start + limit]
-                gen = make_generator(self.seed * 1_000_003 + 7919 * self.stage + launch[0].gid)
-                x0 = torch.stack([images.new[c, r] for g in launch for c, r in zip(g.classes, g.ranks, strict=True)])
-                labels = torch.tensor([c for g in launch for c in g.classes], device=x0.device)
-                frozen = torch.stack([images.frozen[sorted(set(g.classes))].flatten(0, 1) for g in launch])
-                teacher = UnionTeacher(self.teacher, frozen, self.delt, launch[0].schedule.total_iterations, gen)
-                x = recover(x0.detach(), labels, len(launch), launch[0].schedule, teacher, self.delt, bounds, gen,
-                            on_iteration=lambda t, v: losses.append(v), progress=False,
-                            desc=f"stage {self.stage} groups {launch[0].gid}-{launch[-1].gid}")
-                rows = [(c, r) for g in launch for c, r in zip(g.classes, g.ranks, strict=True)]
-                with torch.no_grad():
-                    for (c, r), xi in zip(rows, x, strict=True):
-                        images.new[c, r] = xi
+        for launch in launches:
+            gen = make_generator(launch_seed(self.seed, launch, self.stage))
+            x0 = torch.stack([images.new[c, r] for g in launch for c, r in zip(g.classes, g.ranks, strict=True)])
+            labels = torch.tensor([c for g in launch for c in g.classes], device=x0.device)
+            frozen = torch.stack([images.frozen[sorted(set(g.classes))].flatten(0, 1) for g in launch])
+            teacher = UnionTeacher(self.teacher, frozen, self.delt, launch[0].schedule.total_iterations, gen)
+            x = recover(x0.detach(), labels, len(launch), launch[0].schedule, teacher, self.delt, bounds, gen,
+                        on_iteration=lambda t, v: losses.append(v), progress=False,
+                        desc=f"stage {self.stage} groups {launch[0].gid}-{launch[-1].gid}")
+            rows = [(c, r) for g in launch for c, r in zip(g.classes, g.ranks, strict=True)]
+            with torch.no_grad():
+                for (c, r), xi in zip(rows, x, strict=True):
+                    images.new[c, r] = xi
         return losses[-1] if losses else 0.0
 
     def transition(self, stage: int, x: torch.Tensor, y: torch.Tensor, progress: bool) -> None:

@@ -1,8 +1,8 @@
-"""Batched, on-device augmentations for student training and for matching-based distillation.
+"""DSA, differentiable siamese augmentation (Zhao & Bilen 2021; the DC/DSA/DM/MTT strategy
+``color_crop_cutout_flip_scale_rotate``), batched on the images' device.
 
-**DSA** (differentiable siamese augmentation, Zhao & Bilen 2021; the DC/DSA/DM/MTT strategy
-``color_crop_cutout_flip_scale_rotate``). Every transform is a differentiable function of the images, and the random
-parameters are drawn separately from their application, so the *same* draw can be applied to two batches::
+Every transform is a differentiable function of the images, and the random parameters are drawn separately from
+their application, so the *same* draw can be applied to two batches::
 
     params = sample_dsa_params(len(real), real.shape[-2:], generator=g, shared=True)
     loss = match(net(apply_dsa(real, params)), net(apply_dsa(syn, params)))   # siamese: identical transform
@@ -12,12 +12,7 @@ applies to batches of any size; ``shared=False`` draws one set per sample (the r
 ``seed=-1``). With ``DSAConfig.single`` (the reference's ``aug_mode='S'``, default) one transform group, chosen at
 random per call, is applied to the batch; otherwise all groups are applied in strategy order (``aug_mode='M'``).
 DSA works on normalized images: crop/rotate/scale fill with 0 and cutout writes 0, i.e. the dataset mean.
-
-**Soft-label protocol** (RDED/DELT): :func:`random_resized_crop` (per-sample RandomResizedCrop with torchvision's
-box sampler, i.e. :func:`sample_crop_boxes` + :func:`resized_crop`; scale (0.25, 1); optional flip) and
-:func:`cutmix` (one box per batch, λ ~ Beta(1, 1), random pairing), as tensor ops on the batch's device.
-
-All randomness comes from an explicit ``torch.Generator`` on the images' device: same seed, same augmentations.
+All randomness comes from an explicit ``torch.Generator``: same seed, same augmentations.
 """
 
 from __future__ import annotations
@@ -27,6 +22,8 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+
+from fastdistill.augment.draws import randint, uniform
 
 DSA_STRATEGY = "color_crop_cutout_flip_scale_rotate"
 DSA_GROUPS = ("color", "crop", "cutout", "flip", "scale", "rotate")
@@ -89,15 +86,6 @@ class DSAParams:
         return next((v.shape[0] for v in self.values.values()), 1)
 
 
-def _uniform(n: int, g: torch.Generator, lo: float = 0.0, hi: float = 1.0) -> torch.Tensor:
-    return torch.rand(n, generator=g, device=g.device) * (hi - lo) + lo
-
-
-def _randint(lo: int, hi: int, n: int, g: torch.Generator) -> torch.Tensor:
-    """Integers in [lo, hi] inclusive."""
-    return torch.randint(lo, hi + 1, (n,), generator=g, device=g.device)
-
-
 def sample_dsa_params(batch: int, size: tuple[int, int] | torch.Size, *, generator: torch.Generator,
                       config: DSAConfig = DSAConfig(), shared: bool = False) -> DSAParams:
     """Draw DSA parameters for ``batch`` images of spatial ``size`` (H, W) on ``generator.device``.
@@ -112,22 +100,22 @@ def sample_dsa_params(batch: int, size: tuple[int, int] | torch.Size, *, generat
     v: dict[str, torch.Tensor] = {}
     for group in groups:
         if group == "color":
-            v["brightness"] = _uniform(n, generator)
-            v["saturation"] = _uniform(n, generator)
-            v["contrast"] = _uniform(n, generator)
+            v["brightness"] = uniform(n, generator)
+            v["saturation"] = uniform(n, generator)
+            v["contrast"] = uniform(n, generator)
         elif group == "crop":
             sh, sw = int(h * config.crop_pad + 0.5), int(w * config.crop_pad + 0.5)
-            v["shift"] = torch.stack([_randint(-sh, sh, n, generator), _randint(-sw, sw, n, generator)], 1)
+            v["shift"] = torch.stack([randint(-sh, sh, n, generator), randint(-sw, sw, n, generator)], 1)
         elif group == "cutout":
             ch, cw = int(h * config.cutout + 0.5), int(w * config.cutout + 0.5)
-            v["cutout"] = torch.stack([_randint(0, h - ch % 2, n, generator), _randint(0, w - cw % 2, n, generator)], 1)
+            v["cutout"] = torch.stack([randint(0, h - ch % 2, n, generator), randint(0, w - cw % 2, n, generator)], 1)
         elif group == "flip":
-            v["flip"] = _uniform(n, generator) < config.flip_p
+            v["flip"] = uniform(n, generator) < config.flip_p
         elif group == "scale":
             lo, hi = 1.0 / config.scale, config.scale
-            v["scale"] = torch.stack([_uniform(n, generator, lo, hi), _uniform(n, generator, lo, hi)], 1)
+            v["scale"] = torch.stack([uniform(n, generator, lo, hi), uniform(n, generator, lo, hi)], 1)
         elif group == "rotate":
-            v["angle"] = _uniform(n, generator, -1.0, 1.0) * math.radians(config.rotate)
+            v["angle"] = uniform(n, generator, -1.0, 1.0) * math.radians(config.rotate)
     return DSAParams(groups, v, config, (h, w))
 
 
@@ -210,81 +198,3 @@ def dsa(x: torch.Tensor, generator: torch.Generator, config: DSAConfig = DSAConf
         shared: bool = False) -> torch.Tensor:
     """Draw and apply in one call (per-sample parameters unless ``shared``)."""
     return apply_dsa(x, sample_dsa_params(x.shape[0], x.shape[-2:], generator=generator, config=config, shared=shared))
-
-
-def _central_box(h: int, w: int, ratio: tuple[float, float]) -> tuple[int, int]:
-    """torchvision's fallback box (width, height): the whole image with its aspect clamped into ``ratio``."""
-    if w / h < ratio[0]:
-        return w, round(w / ratio[0])
-    if w / h > ratio[1]:
-        return round(h * ratio[1]), h
-    return w, h
-
-
-def sample_crop_boxes(n: int, size: tuple[int, int], generator: torch.Generator,
-                      scale: tuple[float, float] = (0.25, 1.0), ratio: tuple[float, float] = (3 / 4, 4 / 3),
-                      attempts: int = 10) -> torch.Tensor:
-    """RandomResizedCrop boxes [n, 4] = (top, left, height, width) as float integers, torchvision's sampler batched:
-    ``attempts`` draws of area fraction in ``scale`` and log-aspect in ``ratio``, the first that fits wins; else the
-    whole image with its aspect clamped into ``ratio``, centred."""
-    h, w = int(size[0]), int(size[1])
-    g = generator
-    target = h * w * _uniform(n * attempts, g, *scale).view(n, attempts)
-    aspect = torch.exp(_uniform(n * attempts, g, math.log(ratio[0]), math.log(ratio[1])).view(n, attempts))
-    cw = torch.sqrt(target * aspect).round()
-    ch = torch.sqrt(target / aspect).round()
-    ok = (cw > 0) & (cw <= w) & (ch > 0) & (ch <= h)
-    first = ok.float().argmax(dim=1, keepdim=True)
-    found = ok.any(dim=1)
-    fw, fh = _central_box(h, w, ratio)
-    bw = torch.where(found, cw.gather(1, first).squeeze(1), torch.full_like(cw[:, 0], fw))
-    bh = torch.where(found, ch.gather(1, first).squeeze(1), torch.full_like(cw[:, 0], fh))
-    top = torch.where(found, torch.floor(_uniform(n, g) * (h - bh + 1)), torch.floor((h - bh) / 2))
-    left = torch.where(found, torch.floor(_uniform(n, g) * (w - bw + 1)), torch.floor((w - bw) / 2))
-    return torch.stack([top, left, bh, bw], 1)
-
-
-def resized_crop(x: torch.Tensor, boxes: torch.Tensor, flip: torch.Tensor | None = None) -> torch.Tensor:
-    """Crop each image to its box (top, left, height, width) and resize it back to the input size: bilinear,
-    half-pixel centres, edge clamping (torchvision ``resized_crop`` without antialias); ``flip`` [N] bool mirrors."""
-    _, _, h, w = x.shape
-    top, left, bh, bw = boxes.to(x.dtype).unbind(1)
-    sx = bw / w
-    if flip is not None:
-        sx = torch.where(flip, -sx, sx)
-    zero = torch.zeros_like(sx)
-    theta = torch.stack([torch.stack([sx, zero, (2 * left + bw) / w - 1], 1),
-                         torch.stack([zero, bh / h, (2 * top + bh) / h - 1], 1)], 1)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    # clamp sample points to the box's outer pixel centres: the crop's edges replicate, as when resizing the crop
-    lo = torch.stack([(2 * left + 1) / w - 1, (2 * top + 1) / h - 1], 1).view(-1, 1, 1, 2)
-    hi = torch.stack([(2 * (left + bw) - 1) / w - 1, (2 * (top + bh) - 1) / h - 1], 1).view(-1, 1, 1, 2)
-    grid = torch.maximum(torch.minimum(grid, hi), lo)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-
-
-def random_resized_crop(x: torch.Tensor, generator: torch.Generator, scale: tuple[float, float] = (0.25, 1.0),
-                        ratio: tuple[float, float] = (3 / 4, 4 / 3), flip: bool = True) -> torch.Tensor:
-    """Per-sample RandomResizedCrop back to the input size, then a horizontal flip with p 0.5 if ``flip``."""
-    n = x.shape[0]
-    boxes = sample_crop_boxes(n, x.shape[-2:], generator, scale, ratio)
-    flips = _uniform(n, generator) < 0.5 if flip else None
-    return resized_crop(x, boxes, flips)
-
-
-def cutmix(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """CutMix with one box per batch: λ ~ Beta(1, 1), box side sqrt(1 - λ) of the image, a random permutation pairs
-    the images. Returns a new tensor (labels come from the teacher on the mixed batch, so λ is not returned)."""
-    n, _, h, w = x.shape
-    g = generator
-    lam = _uniform(1, g)
-    cut = torch.sqrt(1 - lam)
-    ch, cw = torch.floor(h * cut), torch.floor(w * cut)
-    cy, cx = _randint(0, h - 1, 1, g), _randint(0, w - 1, 1, g)
-    y0, y1 = (cy - torch.div(ch, 2, rounding_mode="floor")).clamp(0, h), (cy + torch.div(ch, 2, rounding_mode="floor"))
-    x0, x1 = (cx - torch.div(cw, 2, rounding_mode="floor")).clamp(0, w), (cx + torch.div(cw, 2, rounding_mode="floor"))
-    r = torch.arange(h, device=x.device)
-    c = torch.arange(w, device=x.device)
-    box = ((r >= y0) & (r < y1.clamp(0, h)))[:, None] & ((c >= x0) & (c < x1.clamp(0, w)))[None, :]
-    perm = torch.randperm(n, generator=g, device=g.device)
-    return torch.where(box, x[perm], x)

@@ -15,11 +15,18 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from fastdistill.augment.crop import sample_box
+from fastdistill.augment.groups import crop_flip_groups, jitter_groups, reference_crop_flip
 from fastdistill.errors import FastDistillError
+from fastdistill.methods.delt.config import DELTConfig
+from fastdistill.methods.delt.schedule import GroupSchedule, cosine_lr, min_crop_scale
 from fastdistill.ops import bn_stat_matching, subtask_adam_step
-from fastdistill.pipelines.delt.augment import crop_flip_groups, jitter_groups, reference_crop_flip, sample_box
-from fastdistill.pipelines.delt.config import DELTConfig
-from fastdistill.pipelines.delt.schedule import GroupSchedule, cosine_lr, min_crop_scale
+
+# The reference recover (spec delt.md §4.3 steps 2, 7): Adam betas (0.5, 0.9), eps 1e-8; RandomHorizontalFlip p 0.5
+ADAM_BETAS, ADAM_EPS = (0.5, 0.9), 1e-8
+FLIP_P = 0.5
+# How often the loss is checked for non-finite values (each check synchronises a GPU) and shown on the progress bar.
+CHECK_EVERY_CUDA, SHOW_EVERY = 50, 50
 
 
 def recover(x0: torch.Tensor, labels: torch.Tensor, groups: int, schedule: GroupSchedule, teacher: nn.Module,
@@ -47,7 +54,7 @@ def recover(x0: torch.Tensor, labels: torch.Tensor, groups: int, schedule: Group
     step = torch.zeros(n, dtype=torch.int32, device=device)
     lr_rows = torch.empty(n, dtype=torch.float32, device=device)
     first_bad = torch.full((), -1, dtype=torch.long, device=device)
-    check_every = 1 if device.type == "cpu" else 50
+    check_every = 1 if device.type == "cpu" else CHECK_EVERY_CUDA
     bar = tqdm(range(total), desc=desc, disable=not progress, leave=False)
     with bn_stat_matching(teacher, groups=groups, first_multiplier=cfg.first_bn_multiplier,
                           backend=None if cfg.backend == "auto" else cfg.backend) as bn:
@@ -60,7 +67,7 @@ def recover(x0: torch.Tensor, labels: torch.Tensor, groups: int, schedule: Group
                 xj = reference_crop_flip(xa, height, min_crop, cfg.flip)
             else:
                 boxes = [sample_box(height, width, (min_crop, 1.0), generator) for _ in range(groups)]
-                flips = (torch.rand(groups, generator=generator) < (0.5 if cfg.flip else 0.0)).tolist()
+                flips = (torch.rand(groups, generator=generator) < (FLIP_P if cfg.flip else 0.0)).tolist()
                 xj = crop_flip_groups(xa, groups, boxes, flips)
             if cfg.jitter:
                 shifts = torch.randint(0, cfg.jitter + 1, (groups, 2), generator=generator).tolist()
@@ -74,14 +81,14 @@ def recover(x0: torch.Tensor, labels: torch.Tensor, groups: int, schedule: Group
             grad_buf.index_copy_(0, idx, grad)
             step.fill_(t + 1)
             lr_rows.fill_(cosine_lr(cfg.lr, t, total))
-            subtask_adam_step(x, grad_buf, exp_avg, exp_avg_sq, step, lr_rows, mask, lo, hi, beta1=0.5, beta2=0.9,
-                              eps=1e-8, backend=None if cfg.backend == "auto" else cfg.backend)
+            subtask_adam_step(x, grad_buf, exp_avg, exp_avg_sq, step, lr_rows, mask, lo, hi, beta1=ADAM_BETAS[0],
+                              beta2=ADAM_BETAS[1], eps=ADAM_EPS, backend=None if cfg.backend == "auto" else cfg.backend)
             first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss).all(), t, first_bad)
             if (t + 1) % check_every == 0 or t + 1 == total:
                 if int(first_bad) >= 0:
                     raise FastDistillError(f"non-finite loss at iteration {int(first_bad)} of {desc}; lower --lr or "
                                            "--r-bn, or check the teacher")
-                if on_iteration is not None or (t + 1) % 50 == 0:
+                if on_iteration is not None or (t + 1) % SHOW_EVERY == 0:
                     value = float(loss.detach().mean())
                     bar.set_postfix(loss=f"{value:.3f}")
                     if on_iteration is not None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from fastdistill.data.base import Dataset
-from fastdistill.eval import evaluate_distilled
+from fastdistill.eval.harness import evaluate_distilled
 from fastdistill.eval.protocols import make_protocol
 
 

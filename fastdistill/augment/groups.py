@@ -1,43 +1,15 @@
-"""Recover-time augmentation: one random resized crop box and one flip per group per iteration, plus jitter.
+"""DELT's recover-time augmentation of groups: one random resized crop box and one flip per group, plus jitter.
 
-``fast`` mode crops every group of a launch with its own box in one ``grid_sample`` call (bilinear, border padding);
-``compat`` mode applies torchvision's RandomResizedCrop + RandomHorizontalFlip to the whole (single-group) batch,
-exactly as the reference does.
+``fast`` mode crops every group of a launch with its own box (:func:`fastdistill.augment.crop.sample_box`) in one
+``grid_sample`` call (bilinear, border padding of the whole image); ``compat`` mode applies torchvision's
+RandomResizedCrop + RandomHorizontalFlip to the whole (single-group) batch, exactly as the reference does.
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torchvision import transforms
-
-RATIO = (3 / 4, 4 / 3)
-
-
-def sample_box(height: int, width: int, scale: tuple[float, float], generator: torch.Generator) -> tuple[int, ...]:
-    """torchvision's RandomResizedCrop box sampling (10 tries, then a centre crop), drawn from ``generator``."""
-    area = height * width
-    log_ratio = (math.log(RATIO[0]), math.log(RATIO[1]))
-    for _ in range(10):
-        u = torch.rand(2, generator=generator).tolist()
-        target_area = area * (scale[0] + (scale[1] - scale[0]) * u[0])
-        aspect = math.exp(log_ratio[0] + (log_ratio[1] - log_ratio[0]) * u[1])
-        w = round(math.sqrt(target_area * aspect))
-        h = round(math.sqrt(target_area / aspect))
-        if 0 < w <= width and 0 < h <= height:
-            i = int(torch.randint(0, height - h + 1, (1,), generator=generator))
-            j = int(torch.randint(0, width - w + 1, (1,), generator=generator))
-            return i, j, h, w
-    in_ratio = width / height
-    if in_ratio < RATIO[0]:
-        w, h = width, round(width / RATIO[0])
-    elif in_ratio > RATIO[1]:
-        h, w = height, round(height * RATIO[1])
-    else:
-        w, h = width, height
-    return (height - h) // 2, (width - w) // 2, h, w
 
 
 def crop_flip_groups(x: torch.Tensor, groups: int, boxes: list[tuple[int, ...]], flips: list[bool]) -> torch.Tensor:

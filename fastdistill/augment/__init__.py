@@ -1,0 +1,29 @@
+"""Augmentations, batched on the images' device and driven by an explicit ``torch.Generator``.
+
+- :mod:`~fastdistill.augment.dsa`: DSA, the matching methods' siamese augmentation (and the hard-label protocol's);
+- :mod:`~fastdistill.augment.crop`: RandomResizedCrop (torchvision's box sampler, per-sample resized crops);
+- :mod:`~fastdistill.augment.cutmix`: CutMix for soft-label student training;
+- :mod:`~fastdistill.augment.groups`: DELT's per-group crops, flips and jitter during recover;
+- :mod:`~fastdistill.augment.translate`: the squeeze (teacher training) translation + flip.
+"""
+
+from fastdistill.augment.crop import random_resized_crop, resized_crop, sample_box, sample_crop_boxes
+from fastdistill.augment.cutmix import cutmix
+from fastdistill.augment.dsa import (
+    DSA_GROUPS,
+    DSA_STRATEGY,
+    DSAConfig,
+    DSAParams,
+    apply_dsa,
+    dsa,
+    dsa_strategy_for,
+    sample_dsa_params,
+)
+from fastdistill.augment.groups import crop_flip_groups, jitter_groups, reference_crop_flip
+from fastdistill.augment.translate import translate_flip
+
+__all__ = [
+    "DSA_GROUPS", "DSA_STRATEGY", "DSAConfig", "DSAParams", "apply_dsa", "crop_flip_groups", "cutmix", "dsa",
+    "dsa_strategy_for", "jitter_groups", "random_resized_crop", "reference_crop_flip", "resized_crop", "sample_box",
+    "sample_crop_boxes", "sample_dsa_params", "translate_flip",
+]
