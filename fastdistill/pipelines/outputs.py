@@ -20,7 +20,7 @@ from torchvision.utils import make_grid
 
 from fastdistill.data.base import DatasetInfo, to_uint8
 from fastdistill.errors import FastDistillError
-from fastdistill.utils.io import atomic_path, torch_load, torch_save
+from fastdistill.utils.io import atomic_path, load_or_raise, torch_save
 
 TENSORS = "distilled.pt"
 
@@ -107,11 +107,7 @@ def load_distilled(path: str | Path) -> dict:
     file = path / TENSORS if path.is_dir() else path
     if not file.exists():
         raise FastDistillError(f"{file} not found; pass a run folder written by a fastdistill pipeline")
-    try:
-        record = torch_load(file)
-    except Exception as exc:
-        msg = f"{file} is not a readable distilled set ({type(exc).__name__}); rerun the pipeline"
-        raise FastDistillError(msg) from exc
+    record = load_or_raise(file, "it is not a distilled set; rerun the pipeline")
     for key in ("images", "labels", "classes"):
         if key not in record:
             raise FastDistillError(f"{file} lacks '{key}'; it was not written by fastdistill")

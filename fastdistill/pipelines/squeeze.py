@@ -18,6 +18,10 @@ from fastdistill.models.accuracy import accuracy
 # Datasets whose classes are not mirror-symmetric: no horizontal flips.
 NO_FLIP = {"digits", "mnist"}
 DEFAULT_EPOCHS = {"digits": 20, "fashion-mnist": 10, "mnist": 10, "cifar10": 100, "cifar100": 100, "imagefolder": 60}
+# Translation by up to side / 8 pixels: 4 px at 32, the usual CIFAR RandomCrop(32, padding=4).
+PAD_DIVISOR = 8
+# OneCycleLR's share of warm-up steps (this package's choice; torch's default is 0.3).
+WARMUP_FRACTION = 0.15
 
 
 @dataclass
@@ -42,7 +46,7 @@ def teacher_accuracy(model: nn.Module, split: Split, normalize, device: torch.de
 def train_teacher(
     ds: Dataset, cfg: SqueezeConfig, device: torch.device, progress: bool = True
 ) -> tuple[nn.Module, dict]:
-    """SGD (momentum, weight decay, cosine LR) with translation (+flip) augmentation; returns model and history."""
+    """Nesterov SGD (weight decay, one-cycle LR) with translation (+flip) augmentation; returns model and history."""
     torch.manual_seed(cfg.seed)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     info = ds.info
@@ -53,9 +57,9 @@ def train_teacher(
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                           nesterov=True)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=epochs * steps_per_epoch,
-                                                pct_start=0.15)
+                                                pct_start=WARMUP_FRACTION)
     images, labels = ds.train.images.to(device), ds.train.labels.to(device)
-    flip, pad = info.name not in NO_FLIP, max(1, info.image_size // 8)
+    flip, pad = info.name not in NO_FLIP, max(1, info.image_size // PAD_DIVISOR)
     history = []
     bar = tqdm(range(epochs), desc=f"squeeze {cfg.arch}", disable=not progress)
     for epoch in bar:

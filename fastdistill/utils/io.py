@@ -1,4 +1,4 @@
-"""Atomic file output: write to a temporary file in the same folder, then rename."""
+"""File input and output: atomic writes (a temporary file in the same folder, then a rename) and checked loads."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from fastdistill.errors import FastDistillError
 
 
 @contextlib.contextmanager
@@ -45,3 +47,11 @@ def torch_save(path: str | os.PathLike, obj: Any) -> None:
 def torch_load(path: str | os.PathLike) -> Any:
     """Load tensors/containers only (``weights_only=True``): safe on untrusted files."""
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def load_or_raise(path: str | os.PathLike, remedy: str) -> Any:
+    """:func:`torch_load`, or a one-line :class:`FastDistillError`: ``path`` is unreadable, and ``remedy``."""
+    try:
+        return torch_load(path)
+    except Exception as exc:
+        raise FastDistillError(f"{path} is unreadable ({type(exc).__name__}); {remedy}") from exc

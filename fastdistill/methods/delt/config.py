@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+from fastdistill.errors import FastDistillError
+
 MODES = ("fast", "compat")
 
 PRESETS: dict[str, dict[str, object]] = {
@@ -68,8 +70,6 @@ class DELTConfig:
 
 def validate(cfg: DELTConfig) -> None:
     """Raise a one-line FastDistillError for settings that cannot run."""
-    from fastdistill.errors import FastDistillError
-
     if cfg.mode not in MODES:
         raise FastDistillError(f"--mode must be one of {', '.join(MODES)}, got {cfg.mode!r}")
     if cfg.ipc < 1 or cfg.batch_size < 1 or cfg.iterations < 1 or cfg.round_iterations < 1:

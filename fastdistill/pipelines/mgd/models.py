@@ -72,9 +72,6 @@ class PixelCodec:
         self.image_size = image_size
         self.fingerprint = f"pixel:{channels}x{image_size}"
 
-    def latent_shape_for(self, image_size: int) -> tuple[int, int, int]:
-        return (self.channels, image_size, image_size)
-
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
         return pixels * 2 - 1
 
@@ -95,9 +92,6 @@ class VAECodec:
         self.latent_channels = cfg.latent_channels
         self.scaling = float(cfg.scaling_factor)
         self.fingerprint = fingerprint
-
-    def latent_shape_for(self, image_size: int) -> tuple[int, int, int]:
-        return (self.latent_channels, image_size // self.factor, image_size // self.factor)
 
     @torch.no_grad()
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:

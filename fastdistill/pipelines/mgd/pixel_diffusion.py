@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from fastdistill.data.base import Dataset, to_float
 from fastdistill.errors import FastDistillError
 from fastdistill.pipelines.mgd._deps import require_diffusers
-from fastdistill.utils.io import read_json, torch_load, torch_save, write_json
+from fastdistill.utils.io import torch_load, torch_save, write_json
 
 META = "diffusion.json"
 CHECKPOINT = "checkpoint.pt"
@@ -131,7 +131,3 @@ def train_pixel_diffusion(data: Dataset, run_dir: Path, cfg: PixelTrainConfig, d
             "seconds_this_session": round(time.time() - start_time, 1)}
     write_json(run_dir / META, meta)
     return meta
-
-
-def read_meta(run_dir: Path) -> dict:
-    return read_json(run_dir / META)

@@ -28,7 +28,7 @@ from fastdistill.methods.config import MethodConfig
 from fastdistill.methods.realdata import RealData
 from fastdistill.methods.synset import StageImages
 from fastdistill.pipelines.outputs import save_distilled
-from fastdistill.utils.io import torch_load, torch_save
+from fastdistill.utils.io import load_or_raise, torch_save
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -85,11 +85,7 @@ class ProgressiveRun:
         path = self.run_dir / CHECKPOINT
         if not path.exists():
             return False
-        try:
-            state = torch_load(path)
-        except Exception as exc:
-            msg = f"{path} is unreadable ({type(exc).__name__}); delete it to restart the run"
-            raise FastDistillError(msg) from exc
+        state = load_or_raise(path, "delete it to restart the run")
         device = self.data.x.device
         self.stage, self.phase, self.iteration = state["stage"], state["phase"], state["iteration"]
         self.frozen = state["frozen"].to(device)
