@@ -19,11 +19,11 @@ from fastdistill.augment.dsa import (
     dsa_strategy_for,
     sample_dsa_params,
 )
-from fastdistill.augment.groups import crop_flip_groups, jitter_groups, reference_crop_flip
+from fastdistill.augment.groups import crop_flip_groups, jitter_groups, random_crop_flip_groups, reference_crop_flip
 from fastdistill.augment.translate import translate_flip
 
 __all__ = [
     "DSA_GROUPS", "DSA_STRATEGY", "DSAConfig", "DSAParams", "apply_dsa", "crop_flip_groups", "cutmix", "dsa",
-    "dsa_strategy_for", "jitter_groups", "random_resized_crop", "reference_crop_flip", "resized_crop", "sample_box",
-    "sample_crop_boxes", "sample_dsa_params", "translate_flip",
+    "dsa_strategy_for", "jitter_groups", "random_crop_flip_groups", "random_resized_crop", "reference_crop_flip",
+    "resized_crop", "sample_box", "sample_crop_boxes", "sample_dsa_params", "translate_flip",
 ]

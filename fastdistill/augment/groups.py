@@ -11,6 +11,20 @@ import torch
 import torch.nn.functional as F
 from torchvision import transforms
 
+from fastdistill.augment.crop import sample_box
+
+FLIP_P = 0.5  # the reference's RandomHorizontalFlip probability
+
+
+def random_crop_flip_groups(x: torch.Tensor, groups: int, min_scale: float, flip: bool,
+                            generator: torch.Generator) -> torch.Tensor:
+    """Draw one box (RandomResizedCrop, scale (``min_scale``, 1)) per group, then one flip per group (p
+    :data:`FLIP_P` where ``flip``) from a CPU ``generator``, and apply them with :func:`crop_flip_groups`."""
+    height, width = x.shape[-2:]
+    boxes = [sample_box(height, width, (min_scale, 1.0), generator) for _ in range(groups)]
+    flips = (torch.rand(groups, generator=generator) < (FLIP_P if flip else 0.0)).tolist()
+    return crop_flip_groups(x, groups, boxes, flips)
+
 
 def crop_flip_groups(x: torch.Tensor, groups: int, boxes: list[tuple[int, ...]], flips: list[bool]) -> torch.Tensor:
     """Resize box ``boxes[g]`` of every image of group ``g`` back to full size (flipped where ``flips[g]``)."""

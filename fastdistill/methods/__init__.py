@@ -1,4 +1,4 @@
-"""Matching-based distillation methods (DM, DC, DSA, MTT) that the progressive (PDD) engine wraps."""
+"""The base methods the progressive (PDD) engine wraps: matching (DM, DC, DSA, MTT) and DELT (:mod:`.delt`)."""
 
 from __future__ import annotations
 

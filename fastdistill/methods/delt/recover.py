@@ -15,16 +15,14 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from fastdistill.augment.crop import sample_box
-from fastdistill.augment.groups import crop_flip_groups, jitter_groups, reference_crop_flip
+from fastdistill.augment.groups import jitter_groups, random_crop_flip_groups, reference_crop_flip
 from fastdistill.errors import FastDistillError
 from fastdistill.methods.delt.config import DELTConfig
 from fastdistill.methods.delt.schedule import GroupSchedule, cosine_lr, min_crop_scale
 from fastdistill.ops import bn_stat_matching, subtask_adam_step
 
-# The reference recover (spec delt.md §4.3 steps 2, 7): Adam betas (0.5, 0.9), eps 1e-8; RandomHorizontalFlip p 0.5
+# The reference recover's optimizer (spec delt.md §4.3 step 7): Adam betas (0.5, 0.9), eps 1e-8.
 ADAM_BETAS, ADAM_EPS = (0.5, 0.9), 1e-8
-FLIP_P = 0.5
 # How often the loss is checked for non-finite values (each check synchronises a GPU) and shown on the progress bar.
 CHECK_EVERY_CUDA, SHOW_EVERY = 50, 50
 
@@ -35,7 +33,7 @@ def recover(x0: torch.Tensor, labels: torch.Tensor, groups: int, schedule: Group
             desc: str = "recover") -> torch.Tensor:
     """Optimise ``x0`` ([groups * B, C, H, W], normalized) and return the final images (same layout)."""
     device = x0.device
-    n, _, height, width = x0.shape
+    n, _, height, _ = x0.shape
     per = n // groups
     x = x0.detach().clone().contiguous()
     exp_avg, exp_avg_sq, grad_buf = torch.zeros_like(x), torch.zeros_like(x), torch.zeros_like(x)
@@ -66,9 +64,7 @@ def recover(x0: torch.Tensor, labels: torch.Tensor, groups: int, schedule: Group
             if cfg.mode == "compat":
                 xj = reference_crop_flip(xa, height, min_crop, cfg.flip)
             else:
-                boxes = [sample_box(height, width, (min_crop, 1.0), generator) for _ in range(groups)]
-                flips = (torch.rand(groups, generator=generator) < (FLIP_P if cfg.flip else 0.0)).tolist()
-                xj = crop_flip_groups(xa, groups, boxes, flips)
+                xj = random_crop_flip_groups(xa, groups, min_crop, cfg.flip, generator)
             if cfg.jitter:
                 shifts = torch.randint(0, cfg.jitter + 1, (groups, 2), generator=generator).tolist()
                 xj = jitter_groups(xj, groups, [tuple(s) for s in shifts])

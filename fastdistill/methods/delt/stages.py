@@ -13,14 +13,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fastdistill.augment.crop import sample_box
-from fastdistill.augment.groups import crop_flip_groups
+from fastdistill.augment.groups import random_crop_flip_groups
 from fastdistill.data.base import Dataset
 from fastdistill.methods.base import Method
 from fastdistill.methods.delt.config import DELTConfig, validate
 from fastdistill.methods.delt.initial import initial_images, selection_input
 from fastdistill.methods.delt.planning import launch_seed, plan_groups, plan_launches
-from fastdistill.methods.delt.recover import FLIP_P, recover
+from fastdistill.methods.delt.recover import recover
 from fastdistill.methods.delt.schedule import min_crop_scale
 from fastdistill.methods.delt.selection import select_initial, true_class_probability
 from fastdistill.methods.synset import StageImages
@@ -40,12 +39,10 @@ class UnionTeacher(nn.Module):
         groups, f = self.frozen.shape[:2]
         if f == 0:
             return self.teacher(x)
-        h, w = x.shape[-2:]
         scale = min_crop_scale(self.calls, self.total, self.cfg.milestone, self.cfg.crop, self.cfg.crop_floor)
         self.calls += 1
-        boxes = [sample_box(h, w, (scale, 1.0), self.generator) for _ in range(groups)]
-        flips = (torch.rand(groups, generator=self.generator) < (FLIP_P if self.cfg.flip else 0.0)).tolist()
-        old = crop_flip_groups(self.frozen.flatten(0, 1), groups, boxes, flips).view_as(self.frozen)
+        old = random_crop_flip_groups(self.frozen.flatten(0, 1), groups, scale, self.cfg.flip, self.generator)
+        old = old.view_as(self.frozen)
         both = torch.cat([old, x.view(groups, -1, *x.shape[1:])], 1)
         logits = self.teacher(both.flatten(0, 1)).view(groups, both.shape[1], -1)
         return logits[:, f:].flatten(0, 1)
