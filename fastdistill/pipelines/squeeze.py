@@ -11,11 +11,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from fastdistill.data.base import Dataset, Split, to_float
+from fastdistill.data.specs import dataset_presets, mirror_symmetric
 from fastdistill.models import build_model
 
-# Datasets whose classes are not mirror-symmetric: no horizontal flips.
-NO_FLIP = {"digits", "mnist"}
-DEFAULT_EPOCHS = {"digits": 20, "fashion-mnist": 10, "mnist": 10, "cifar10": 100, "cifar100": 100, "imagefolder": 60}
+DEFAULT_EPOCHS = 30  # for a dataset whose spec sets no teacher_epochs
 
 
 @dataclass
@@ -29,7 +28,11 @@ class SqueezeConfig:
     seed: int = 0
 
     def resolved_epochs(self, dataset: str) -> int:
-        return self.epochs if self.epochs is not None else DEFAULT_EPOCHS.get(dataset, 30)
+        """``epochs``, else the dataset's preset, else :data:`DEFAULT_EPOCHS`."""
+        if self.epochs is not None:
+            return self.epochs
+        preset = dataset_presets(dataset).teacher_epochs
+        return DEFAULT_EPOCHS if preset is None else preset
 
 
 def augment_batch(x: torch.Tensor, flip: bool, pad: int, generator: torch.Generator) -> torch.Tensor:
@@ -74,7 +77,7 @@ def train_teacher(
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=epochs * steps_per_epoch,
                                                 pct_start=0.15)
     images, labels = ds.train.images.to(device), ds.train.labels.to(device)
-    flip, pad = info.name not in NO_FLIP, max(1, info.image_size // 8)
+    flip, pad = mirror_symmetric(info.name), max(1, info.image_size // 8)
     history = []
     bar = tqdm(range(epochs), desc=f"squeeze {cfg.arch}", disable=not progress)
     for epoch in bar:

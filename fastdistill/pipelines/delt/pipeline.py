@@ -11,6 +11,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from fastdistill.data.base import Dataset, Split, to_float
+from fastdistill.data.specs import IMAGENET_MEAN, IMAGENET_STD
 from fastdistill.errors import FastDistillError
 from fastdistill.models.teacher import load_teacher, save_teacher
 from fastdistill.pipelines.delt.config import DELTConfig
@@ -22,7 +23,6 @@ from fastdistill.pipelines.squeeze import SqueezeConfig, accuracy, train_teacher
 from fastdistill.utils.io import torch_load, torch_save, write_json
 from fastdistill.utils.seed import generator
 
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 MAX_IMAGES_PER_LAUNCH = 2000
 
 
