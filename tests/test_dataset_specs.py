@@ -28,7 +28,7 @@ def test_registered_spec_is_complete(name):
     assert spec.channels in (1, 3) and spec.image_size > 0
     assert len(spec.mean) == len(spec.std) == spec.channels and all(s > 0 for s in spec.std)
     presets = spec.presets
-    assert set(presets.delt) <= {f.name for f in dataclasses.fields(DELTConfig)}
+    assert set(presets.delt) <= {f.name for f in dataclasses.fields(DELTConfig)} - {"flip", "teacher_arch", "dataset"}
     assert set(presets.methods) <= set(METHODS)
     method_fields = {f.name for f in dataclasses.fields(MethodConfig)}
     assert all(set(values) <= method_fields for values in presets.methods.values())
@@ -54,8 +54,9 @@ def test_default_teacher_by_resolution():
     assert DELTConfig.for_dataset("imagefolder", image_size=32).teacher_arch == "resnet18-cifar"
     assert teacher_arch_for("cifar10") == "resnet18-cifar" and teacher_arch_for("digits") == "convnet3-bn"
     assert teacher_arch_for("in-memory", 128) == "resnet18"  # a dataset outside the registry: by its size
-    with pytest.raises(FastDistillError, match="unknown dataset 'in-memory'"):
-        teacher_arch_for("in-memory")
+    with pytest.raises(FastDistillError, match="'in-memory' is not a registered dataset: give its image size"):
+        DELTConfig.for_dataset("in-memory")
+    assert DELTConfig.for_dataset("in-memory", teacher_arch="convnet3-bn").teacher_arch == "convnet3-bn"
 
 
 def test_dataset_outside_the_registry_gets_every_default():

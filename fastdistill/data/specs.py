@@ -149,4 +149,9 @@ def teacher_arch_for(name: str, image_size: int | None = None) -> str:
     arch = dataset_presets(name).teacher_arch
     if arch is not None:
         return arch
-    return default_teacher_arch(image_size if image_size is not None else dataset_spec(name).image_size)
+    if image_size is None:
+        if name not in DATASET_SPECS:
+            raise FastDistillError(f"{name!r} is not a registered dataset: give its image size (or a teacher "
+                                   "architecture) to choose its default teacher")
+        image_size = DATASET_SPECS[name].image_size
+    return default_teacher_arch(image_size)

@@ -48,10 +48,12 @@ class DELTConfig:
     def for_dataset(cls, dataset: str, image_size: int | None = None, **overrides: object) -> DELTConfig:
         """The dataset's preset, then every override that is not None.
 
-        ``image_size`` (default: the registered spec's) picks the teacher of a dataset without a preset teacher.
+        ``image_size`` (default: the registered spec's) picks the teacher of a dataset without a preset teacher
+        (it is needed for a dataset outside the registry unless ``teacher_arch`` is given).
         """
-        values = {**_DEFAULT, "flip": mirror_symmetric(dataset), "teacher_arch": teacher_arch_for(dataset, image_size),
-                  **dataset_presets(dataset).delt, "dataset": dataset}
+        values = {**_DEFAULT, "flip": mirror_symmetric(dataset), **dataset_presets(dataset).delt, "dataset": dataset}
+        if overrides.get("teacher_arch") is None:
+            values["teacher_arch"] = teacher_arch_for(dataset, image_size)
         values.update({k: v for k, v in overrides.items() if v is not None})
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in names})
