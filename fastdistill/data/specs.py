@@ -28,6 +28,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # ResNet-18 at 224 px (shared/specs/delt.md, recover.py L235-239 and L349-371).
 CIFAR_STEM_MAX_SIZE = 64
 
+
 @dataclass(frozen=True)
 class DatasetPresets:
     """Per-dataset overrides of each layer's defaults (``None`` / empty: that layer's default).

@@ -29,6 +29,7 @@ REFERENCE: dict[str, dict[str, object]] = {
             "lr_lr": 1e-5, "lr_teacher": 0.01, "transition_epochs": 1000, "dsa": True},
 }
 
+
 def resolve(method: str, dataset: str, ipc: int, stages: int, overrides: dict[str, object]) -> MethodConfig:
     """Reference defaults, then the dataset preset, then every override that is not None."""
     if method not in PDD_BASES:

@@ -1,9 +1,9 @@
 """DELT settings: the DELT scripts' ImageNet-scale defaults, then the dataset spec's presets, then the user's flags.
 
 The defaults are the DELT scripts' (4000 iterations, rounds of 500, Adam lr 0.25, r_bn 0.01). The small built-in
-datasets' shorter schedules are in their specs (``delt`` of :class:`fastdistill.data.specs.DatasetPresets`); flips
-follow the spec's mirror symmetry and the teacher trained without ``--teacher`` its ``teacher_arch`` (else one chosen
-by resolution, :func:`fastdistill.data.specs.default_teacher_arch`).
+datasets' shorter schedules are in their specs (``delt`` of :class:`fastdistill.data.specs.DatasetPresets`). Flips
+follow the spec's mirror symmetry; the teacher trained when ``--teacher`` is absent is the spec's ``teacher_arch``,
+else a ResNet-18 chosen by resolution (:func:`fastdistill.data.specs.default_teacher_arch`).
 """
 
 from __future__ import annotations
