@@ -30,7 +30,7 @@ def _teacher(seed=0):
 
 def _cfg(**kw):
     base = dict(iterations=6, round_iterations=3, lr=0.05, r_bn=0.5, crop_floor=1.0, flip=False)
-    return DELTConfig.for_dataset("toy", **{**base, **kw})
+    return DELTConfig.for_dataset("toy", image_size=8, **{**base, **kw})
 
 
 def test_grouped_launch_equals_sequential_groups():

@@ -24,15 +24,15 @@ import torch
 import torch.nn.functional as F
 
 from fastdistill.augment.draws import randint, uniform
+from fastdistill.data.specs import mirror_symmetric
 
 DSA_STRATEGY = "color_crop_cutout_flip_scale_rotate"
 DSA_GROUPS = ("color", "crop", "cutout", "flip", "scale", "rotate")
-_NO_FLIP_DATASETS = ("digits", "mnist")  # DC README: no flip for digit datasets
 
 
 def dsa_strategy_for(dataset: str) -> str:
-    """The DC/DSA strategy for a dataset: the full strategy, without ``flip`` for digit datasets (digits, MNIST)."""
-    if dataset.lower() in _NO_FLIP_DATASETS:
+    """The DC/DSA strategy for a dataset: the full strategy, without ``flip`` where the spec is not mirror-symmetric."""
+    if not mirror_symmetric(dataset):
         return DSA_STRATEGY.replace("_flip", "")
     return DSA_STRATEGY
 

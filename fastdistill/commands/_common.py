@@ -6,12 +6,12 @@ import argparse
 
 import torch
 
-from fastdistill.data import DATASETS
+from fastdistill.data import DATASET_SPECS
 from fastdistill.errors import FastDistillError
 
 
 def add_dataset_arguments(p: argparse.ArgumentParser, default: str = "digits") -> None:
-    p.add_argument("--dataset", default=default, choices=sorted(DATASETS), help=f"dataset (default {default})")
+    p.add_argument("--dataset", default=default, choices=sorted(DATASET_SPECS), help=f"dataset (default {default})")
     p.add_argument("--data-root", default=None, help="dataset location (IDX files, torchvision root, ImageFolder)")
     p.add_argument("--download", action="store_true", help="let torchvision download the dataset into --data-root")
     p.add_argument("--image-size", type=int, default=None, help="resize+center-crop side for imagefolder data")

@@ -8,7 +8,7 @@ import time
 from fastdistill.augment.dsa import DSAConfig, dsa_strategy_for
 from fastdistill.commands._common import add_dataset_arguments, add_run_arguments, positive_int, resolve_device
 from fastdistill.commands.rundir import args_to_dict, prepare_run_dir, write_config
-from fastdistill.data import load_dataset
+from fastdistill.data import dataset_presets, load_dataset
 from fastdistill.errors import FastDistillError
 from fastdistill.methods import RealData, flat_model
 from fastdistill.methods.buffer import META, TRAJECTORIES, save_buffer, train_experts
@@ -16,7 +16,6 @@ from fastdistill.methods.functional import stacked_accuracy
 from fastdistill.utils.seed import generator
 
 NAME = "buffer"
-SMALL_DATASET_BATCH = {"digits": 32}
 HELP = "train expert trajectories for MTT (SGD on real data, parameters saved after every epoch)"
 
 
@@ -47,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     data = RealData(dataset.train, info, device)
     fm = flat_model(args.arch, info, device)
     dsa = None if args.no_dsa else DSAConfig(strategy=dsa_strategy_for(info.name))
-    batch_size = args.batch_size or SMALL_DATASET_BATCH.get(info.name, 256)
+    batch_size = args.batch_size or dataset_presets(info.name).buffer_batch or 256
     started = time.perf_counter()
     trajectories = train_experts(fm, data, experts=args.experts, epochs=args.epochs, lr=args.lr_teacher,
                                  batch_size=batch_size, dsa=dsa, generator=generator(args.seed, device),

@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         jitter=args.jitter, crop=args.crop, milestone=args.milestone, crop_floor=args.crop_floor, flip=args.flip,
         batch_size=args.batch_size, selection=args.selection, mode=args.mode, groups_per_launch=args.groups_per_launch,
         backend=args.backend, teacher_arch=args.teacher_arch, eval_protocols=args.eval_protocols,
-        eval_epochs=args.eval_epochs, seed=args.seed)
+        eval_epochs=args.eval_epochs, seed=args.seed, image_size=args.image_size)
     validate(cfg)
     ds = load_dataset(args.dataset, args.data_root, args.download, args.image_size)
     smallest = int(ds.train.counts(ds.info.num_classes).min())

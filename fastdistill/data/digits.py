@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
-from fastdistill.data.base import Dataset, DatasetInfo, Split
+from fastdistill.data.base import Dataset, Split
 
-# Per-pixel mean/std of the training split (digits pixels are 0..16, rescaled to [0, 1]).
-_MEAN, _STD = (0.3053,), (0.3758,)
+if TYPE_CHECKING:
+    from fastdistill.data.specs import DatasetSpec
 
 
-def load_digits_dataset() -> Dataset:
+def load_digits_dataset(spec: DatasetSpec, root: str | None, download: bool, image_size: int | None) -> Dataset:
+    """Bundled with scikit-learn: ``root``, ``download`` and ``image_size`` do not apply."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -19,6 +22,6 @@ def load_digits_dataset() -> Dataset:
     images = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)[:, None]  # [N,1,8,8]
     x_tr, x_te, y_tr, y_te = train_test_split(images, bunch.target, test_size=0.25, random_state=0,
                                               stratify=bunch.target)
-    info = DatasetInfo("digits", tuple(str(i) for i in range(10)), 1, 8, _MEAN, _STD)
+    info = spec.info(tuple(str(i) for i in range(10)))
     return Dataset(info, Split(torch.from_numpy(x_tr), torch.from_numpy(y_tr)),
                    Split(torch.from_numpy(x_te), torch.from_numpy(y_te)), source="sklearn.datasets.load_digits")

@@ -6,12 +6,16 @@ import gzip
 import shutil
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from fastdistill.data.base import Dataset, DatasetInfo, Split
+from fastdistill.data.base import Dataset, Split
 from fastdistill.errors import FastDistillError
+
+if TYPE_CHECKING:
+    from fastdistill.data.specs import DatasetSpec
 
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 FILES = {"train_x": "train-images-idx3-ubyte", "train_y": "train-labels-idx1-ubyte",
@@ -55,7 +59,8 @@ def _find(root: Path, stem: str) -> Path:
     raise FastDistillError(f"Fashion-MNIST file {stem}(.gz) not found in {root}; {_HOW}")
 
 
-def load_fashion_mnist(root: str | None = None) -> Dataset:
+def load_fashion_mnist(spec: DatasetSpec, root: str | None, download: bool, image_size: int | None) -> Dataset:
+    """From ``root``, else Debian's package (``download`` and ``image_size`` do not apply)."""
     if root is not None:
         base = Path(root)
         if not base.is_dir():
@@ -66,7 +71,7 @@ def load_fashion_mnist(root: str | None = None) -> Dataset:
             raise FastDistillError(f"Fashion-MNIST not found; {_HOW}")
         base = found
     arrays = {key: read_idx(_find(base, stem)) for key, stem in FILES.items()}
-    info = DatasetInfo("fashion-mnist", CLASSES, 1, 28, (0.2860,), (0.3530,))
+    info = spec.info(CLASSES)
     train, test = (
         Split(torch.from_numpy(arrays[f"{s}_x"].copy())[:, None], torch.from_numpy(arrays[f"{s}_y"].astype(np.int64)))
         for s in ("train", "test")

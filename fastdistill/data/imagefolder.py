@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
-from fastdistill.data.base import Dataset, DatasetInfo, Split
-from fastdistill.data.stats import IMAGENET_MEAN, IMAGENET_STD
+from fastdistill.data.base import Dataset, Split
 from fastdistill.errors import FastDistillError
+
+if TYPE_CHECKING:
+    from fastdistill.data.specs import DatasetSpec
 
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp", ".gif"}
 
@@ -57,18 +60,19 @@ def _load_split(items: list[tuple[Path, int]], size: int, desc: str) -> Split:
     return Split(torch.from_numpy(images), torch.tensor([label for _, label in items]))
 
 
-def load_imagefolder(root: str | None, image_size: int | None) -> Dataset:
+def load_imagefolder(spec: DatasetSpec, root: str | None, download: bool, image_size: int | None) -> Dataset:
+    """Decode ``root``'s images at ``image_size`` (default: the spec's); ``download`` does not apply."""
     if root is None:
         raise FastDistillError("imagefolder needs --data-root DIR containing train/ and val/ class folders")
     base = Path(root)
     if not base.is_dir():
         raise FastDistillError(f"--data-root {root} does not exist")
-    size = image_size or 224
+    size = image_size or spec.image_size
     classes, train_items = list_folder(base / "train")
     val_classes, val_items = list_folder(base / "val")
     if val_classes != classes:
         raise FastDistillError(f"train/ and val/ class folders differ ({len(classes)} vs {len(val_classes)} classes); "
                                "make them the same set")
-    info = DatasetInfo("imagefolder", tuple(classes), 3, size, IMAGENET_MEAN, IMAGENET_STD)
+    info = spec.info(tuple(classes), size)
     return Dataset(info, _load_split(train_items, size, "train images"), _load_split(val_items, size, "val images"),
                    source=str(base))

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
-from fastdistill.data.base import Dataset, DatasetInfo, Split
+from fastdistill.data.base import Dataset, Split
 from fastdistill.errors import FastDistillError
 
-_SPECS = {
-    "mnist": ("MNIST", 1, 28, (0.1307,), (0.3081,)),
-    "cifar10": ("CIFAR10", 3, 32, (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
-    "cifar100": ("CIFAR100", 3, 32, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
-}
+if TYPE_CHECKING:
+    from fastdistill.data.specs import DatasetSpec
 
 
 def _split(ds) -> Split:
@@ -21,10 +20,12 @@ def _split(ds) -> Split:
     return Split(images.contiguous().to(torch.uint8), torch.as_tensor(ds.targets, dtype=torch.long))
 
 
-def load_torchvision(name: str, root: str | None, download: bool) -> Dataset:
+def load_torchvision(cls_name: str, spec: DatasetSpec, root: str | None, download: bool,
+                     image_size: int | None) -> Dataset:
+    """``torchvision.datasets.<cls_name>`` under ``root`` (``image_size`` does not apply)."""
     import torchvision
 
-    cls_name, channels, size, mean, std = _SPECS[name]
+    name = spec.name
     if root is None:
         raise FastDistillError(f"{name} needs --data-root DIR (torchvision format); add --download to fetch it")
     cls = getattr(torchvision.datasets, cls_name)
@@ -35,5 +36,5 @@ def load_torchvision(name: str, root: str | None, download: bool) -> Dataset:
         raise FastDistillError(f"{name} not found under {root} ({str(exc).splitlines()[0]}); {hint}") from exc
     except OSError as exc:  # download attempted without network
         raise FastDistillError(f"could not download {name} ({exc}); place the torchvision files under {root}") from exc
-    info = DatasetInfo(name, tuple(str(c) for c in train.classes), channels, size, mean, std)
+    info = spec.info(tuple(str(c) for c in train.classes))
     return Dataset(info, _split(train), _split(test), source=root)

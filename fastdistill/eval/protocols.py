@@ -12,8 +12,8 @@
 Differences from the references (kept deliberately): DELT's RandAugment is not applied; flips are off for digit
 datasets (digits, MNIST) in both protocols, as in DC; batches are balanced splits of a shuffled epoch (no batch of
 one); DC's optimizer re-creation at the LR drop (which zeroes momentum) and its extra epoch are not reproduced.
-Tiny datasets (``digits``) default to fewer epochs so a whole pipeline stays within minutes on a CPU; see
-:data:`TINY_EPOCHS`.
+Tiny datasets (``digits``) default to fewer epochs so a whole pipeline stays within minutes on a CPU: their specs'
+``eval_epochs`` (:mod:`fastdistill.data.specs`).
 """
 
 from __future__ import annotations
@@ -24,14 +24,11 @@ from dataclasses import dataclass
 
 from fastdistill.augment.dsa import dsa_strategy_for
 from fastdistill.data.base import DatasetInfo
+from fastdistill.data.specs import dataset_presets
 from fastdistill.errors import FastDistillError
 
 PROTOCOLS = ("hard", "soft")
 DEFAULT_EPOCHS = 300
-# Datasets whose full evaluation (2 protocols x 3 seeds x distilled + random real) must fit a CPU minute budget.
-# digits, IPC 10, 2 uncontended cores: ~32 ms per hard epoch and ~39 ms per soft epoch, so 200 + 100 epochs keep the
-# 12 students of a default evaluation near one minute (300 + 300 would take ~2.2 minutes).
-TINY_EPOCHS: dict[str, dict[str, int]] = {"digits": {"hard": 200, "soft": 100}}
 
 
 @dataclass(frozen=True)
@@ -59,8 +56,8 @@ class Protocol:
 
 
 def default_epochs(kind: str, dataset: str) -> int:
-    """300 (DC-Bench, DELT), or the reduced budget of :data:`TINY_EPOCHS` for tiny datasets."""
-    return TINY_EPOCHS.get(dataset, {}).get(kind, DEFAULT_EPOCHS)
+    """300 (DC-Bench, DELT), or the dataset spec's ``eval_epochs`` (a reduced budget for tiny datasets)."""
+    return dataset_presets(dataset).eval_epochs.get(kind, DEFAULT_EPOCHS)
 
 
 def soft_batch_size(ipc: int, num_classes: int, num_images: int) -> int:

@@ -12,12 +12,11 @@ from tqdm.auto import tqdm
 
 from fastdistill.augment.translate import translate_flip
 from fastdistill.data.base import Dataset, Split, to_float
+from fastdistill.data.specs import dataset_presets, mirror_symmetric
 from fastdistill.models import build_model
 from fastdistill.models.accuracy import accuracy
 
-# Datasets whose classes are not mirror-symmetric: no horizontal flips.
-NO_FLIP = {"digits", "mnist"}
-DEFAULT_EPOCHS = {"digits": 20, "fashion-mnist": 10, "mnist": 10, "cifar10": 100, "cifar100": 100, "imagefolder": 60}
+DEFAULT_EPOCHS = 30  # for a dataset whose spec sets no teacher_epochs
 # Translation by up to side / 8 pixels: 4 px at 32, the usual CIFAR RandomCrop(32, padding=4).
 PAD_DIVISOR = 8
 # OneCycleLR's share of warm-up steps (this package's choice; torch's default is 0.3).
@@ -35,7 +34,11 @@ class SqueezeConfig:
     seed: int = 0
 
     def resolved_epochs(self, dataset: str) -> int:
-        return self.epochs if self.epochs is not None else DEFAULT_EPOCHS.get(dataset, 30)
+        """``epochs``, else the dataset's preset, else :data:`DEFAULT_EPOCHS`."""
+        if self.epochs is not None:
+            return self.epochs
+        preset = dataset_presets(dataset).teacher_epochs
+        return DEFAULT_EPOCHS if preset is None else preset
 
 
 def teacher_accuracy(model: nn.Module, split: Split, normalize, device: torch.device, batch_size: int = 1000) -> float:
@@ -59,7 +62,7 @@ def train_teacher(
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=epochs * steps_per_epoch,
                                                 pct_start=WARMUP_FRACTION)
     images, labels = ds.train.images.to(device), ds.train.labels.to(device)
-    flip, pad = info.name not in NO_FLIP, max(1, info.image_size // PAD_DIVISOR)
+    flip, pad = mirror_symmetric(info.name), max(1, info.image_size // PAD_DIVISOR)
     history = []
     bar = tqdm(range(epochs), desc=f"squeeze {cfg.arch}", disable=not progress)
     for epoch in bar:

@@ -1,28 +1,21 @@
-"""DELT settings, with per-dataset presets.
+"""DELT settings: the DELT scripts' ImageNet-scale defaults, then the dataset spec's presets, then the user's flags.
 
-ImageNet-scale presets are the DELT scripts' (4000 iterations, rounds of 500, Adam lr 0.25, r_bn 0.01). The small
-built-in datasets use shorter schedules measured on a 2-core CPU (see README "DELT"); they are this package's choice,
-not the paper's.
+The defaults are the DELT scripts' (4000 iterations, rounds of 500, Adam lr 0.25, r_bn 0.01). The small built-in
+datasets' shorter schedules are in their specs (``delt`` of :class:`fastdistill.data.specs.DatasetPresets`). Flips
+follow the spec's mirror symmetry; the teacher trained when ``--teacher`` is absent is the spec's ``teacher_arch``,
+else a ResNet-18 chosen by resolution (:func:`fastdistill.data.specs.default_teacher_arch`).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+from fastdistill.data.specs import dataset_presets, mirror_symmetric, teacher_arch_for
 from fastdistill.errors import FastDistillError
 
 MODES = ("fast", "compat")
 
-PRESETS: dict[str, dict[str, object]] = {
-    "digits": {"ipc": 10, "iterations": 1000, "round_iterations": 125, "lr": 0.05, "r_bn": 0.01, "crop_floor": 0.5,
-               "flip": False, "teacher_arch": "convnet3-bn"},
-    "fashion-mnist": {"ipc": 10, "iterations": 1000, "round_iterations": 125, "lr": 0.05, "r_bn": 0.01,
-                      "crop_floor": 0.5, "teacher_arch": "convnet3-bn", "eval_protocols": "soft", "eval_epochs": 100},
-    "mnist": {"ipc": 10, "iterations": 1000, "round_iterations": 125, "lr": 0.05, "r_bn": 0.01, "crop_floor": 0.5,
-              "flip": False, "teacher_arch": "convnet3-bn"},
-}
-_DEFAULT = {"ipc": 10, "iterations": 4000, "round_iterations": 500, "lr": 0.25, "r_bn": 0.01, "crop_floor": 0.08,
-            "teacher_arch": "resnet18-cifar"}
+_DEFAULT = {"ipc": 10, "iterations": 4000, "round_iterations": 500, "lr": 0.25, "r_bn": 0.01, "crop_floor": 0.08}
 
 
 @dataclass
@@ -53,9 +46,15 @@ class DELTConfig:
     seed: int = 0
 
     @classmethod
-    def for_dataset(cls, dataset: str, **overrides: object) -> DELTConfig:
-        """The dataset's preset, then every override that is not None."""
-        values = {**_DEFAULT, **PRESETS.get(dataset, {}), "dataset": dataset}
+    def for_dataset(cls, dataset: str, image_size: int | None = None, **overrides: object) -> DELTConfig:
+        """The dataset's preset, then every override that is not None.
+
+        ``image_size`` (default: the registered spec's) picks the teacher of a dataset without a preset teacher
+        (it is needed for a dataset outside the registry unless ``teacher_arch`` is given).
+        """
+        values = {**_DEFAULT, "flip": mirror_symmetric(dataset), **dataset_presets(dataset).delt, "dataset": dataset}
+        if overrides.get("teacher_arch") is None:
+            values["teacher_arch"] = teacher_arch_for(dataset, image_size)
         values.update({k: v for k, v in overrides.items() if v is not None})
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in names})

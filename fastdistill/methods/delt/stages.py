@@ -54,7 +54,8 @@ class DELTStages(Method):
     def __init__(self, *args, teacher: nn.Module, dataset: Dataset, seed: int, **kwargs):
         super().__init__(*args, **kwargs)
         self.teacher, self.dataset = teacher, dataset
-        self.delt = DELTConfig.for_dataset(dataset.info.name, ipc=self.cfg.ipc_stage, seed=seed)
+        self.delt = DELTConfig.for_dataset(dataset.info.name, image_size=dataset.info.image_size,
+                                           ipc=self.cfg.ipc_stage, seed=seed)
         validate(self.delt)
         scores = true_class_probability(teacher, dataset.train.images, dataset.train.labels,
                                         selection_input(dataset, "fast"))
