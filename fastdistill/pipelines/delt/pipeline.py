@@ -10,10 +10,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from fastdistill.data.base import Dataset, Split, to_float
+from fastdistill.data.base import Dataset, DatasetInfo, Split, to_float
 from fastdistill.errors import FastDistillError
 from fastdistill.models.teacher import load_teacher, save_teacher
 from fastdistill.pipelines.delt.config import DELTConfig
+from fastdistill.pipelines.delt.normalization import ImageNetReadingTeacher, compat_recover_info
 from fastdistill.pipelines.delt.recover import recover
 from fastdistill.pipelines.delt.schedule import GroupSchedule, class_rounds, group_schedule
 from fastdistill.pipelines.delt.selection import select_initial, true_class_probability
@@ -22,7 +23,6 @@ from fastdistill.pipelines.squeeze import SqueezeConfig, accuracy, train_teacher
 from fastdistill.utils.io import torch_load, torch_save, write_json
 from fastdistill.utils.seed import generator
 
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 MAX_IMAGES_PER_LAUNCH = 2000
 
 
@@ -56,20 +56,23 @@ def reference_view(images_u8: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def selection_input(ds: Dataset, mode: str):
-    """Map a uint8 batch to the teacher input used to score it (compat: the reference's ImageNet-stat view)."""
+    """Map a uint8 batch to the teacher input used to score it: the teacher's own normalization in both modes
+    (compat: of the reference's resize + centre-crop view), as the reference's teacher sees matched statistics."""
     if mode == "compat":
-        c = ds.info.channels
-        mean = torch.tensor(IMAGENET_MEAN[:c]).view(1, c, 1, 1)
-        std = torch.tensor(IMAGENET_STD[:c]).view(1, c, 1, 1)
-        return lambda u8: (reference_view(u8, ds.info.image_size) - mean.to(u8.device)) / std.to(u8.device)
+        return lambda u8: ds.info.normalize(reference_view(u8, ds.info.image_size))
     return lambda u8: ds.info.normalize(to_float(u8))
 
 
+def recover_info(ds: Dataset, mode: str) -> DatasetInfo:
+    """The statistics recover works in: the teacher's (fast) or the reference recover's (compat; normalization.py)."""
+    return compat_recover_info(ds.info) if mode == "compat" else ds.info
+
+
 def initial_images(ds: Dataset, indices: torch.Tensor, mode: str) -> torch.Tensor:
-    """Normalized initial images (compat: through the reference's resize + centre crop)."""
+    """Normalized initial images in ``recover_info``'s space (compat: through the reference's resize + centre crop)."""
     u8 = ds.train.images[indices]
     pixels = reference_view(u8, ds.info.image_size) if mode == "compat" else to_float(u8)
-    return ds.info.normalize(pixels.clamp(0, 1))
+    return recover_info(ds, mode).normalize(pixels.clamp(0, 1))
 
 
 @dataclass
@@ -127,7 +130,9 @@ def run_delt(ds: Dataset, cfg: DELTConfig, run_dir: Path, device: torch.device, 
         torch_save(sel_file, {"chosen": chosen, "scores": scores})
     groups = plan_groups(chosen, cfg)
     launches = plan_launches(groups, cfg)
-    bounds = ds.info.bounds(device)
+    space = recover_info(ds, cfg.mode)
+    bounds = space.bounds(device)
+    recover_teacher = ImageNetReadingTeacher(teacher, ds.info).to(device) if cfg.mode == "compat" else teacher
     results: dict[int, torch.Tensor] = {}
     recovered_time = 0.0
     for launch in tqdm(launches, desc="DELT launches", disable=not progress or len(launches) == 1):
@@ -141,7 +146,7 @@ def run_delt(ds: Dataset, cfg: DELTConfig, run_dir: Path, device: torch.device, 
         if cfg.mode == "compat":
             torch.manual_seed(cfg.seed * 1_000_003 + launch[0].gid)
         tic = time.time()
-        x = recover(x0, labels, len(launch), launch[0].schedule, teacher, cfg, bounds, gen, progress=progress,
+        x = recover(x0, labels, len(launch), launch[0].schedule, recover_teacher, cfg, bounds, gen, progress=progress,
                     desc=f"recover groups {launch[0].gid}-{launch[-1].gid}")
         recovered_time += time.time() - tic
         for g, f, part in zip(launch, files, x.detach().cpu().chunk(len(launch)), strict=True):
@@ -149,7 +154,7 @@ def run_delt(ds: Dataset, cfg: DELTConfig, run_dir: Path, device: torch.device, 
             results[g.gid] = part
     images = torch.cat([results[g.gid] for g in groups])
     labels = torch.tensor([c for g in groups for c in g.classes])
-    pixels = ds.info.denormalize(images).clamp(0, 1)
+    pixels = space.denormalize(images).clamp(0, 1)
     compat = cfg.mode == "compat"
     save_distilled(run_dir, pixels, labels, ds.info, image_format="jpeg" if compat else "png", truncate=compat,
                    extra={"method": "delt", "ipc": cfg.ipc})
