@@ -69,11 +69,13 @@ def test_recover_gets_the_modes_space_and_teacher(tmp_path, monkeypatch, mode):
 
     monkeypatch.setattr(delt_pipeline, "recover", fake_recover)
     cfg = DELTConfig.for_dataset("cifar100", ipc=2, iterations=2, round_iterations=1, batch_size=4, mode=mode)
-    delt_pipeline.run_delt(ds, cfg, tmp_path, torch.device("cpu"), progress=False)
+    out = delt_pipeline.run_delt(ds, cfg, tmp_path, torch.device("cpu"), progress=False)
     space = dataclasses.replace(info, mean=CIFAR10_STATS[0], std=CIFAR10_STATS[1]) if mode == "compat" else info
     lo, hi = space.bounds()
     torch.testing.assert_close(seen["bounds"][0], lo)
     torch.testing.assert_close(seen["bounds"][1], hi)
     assert isinstance(seen["model"], ImageNetReadingTeacher) == (mode == "compat")
+    assert out["summary"]["recover_normalization"] == {"mean": list(space.mean), "std": list(space.std),
+                                                       "teacher_reads_as_imagenet": mode == "compat"}
     scaled = space.denormalize(seen["x0"]) * 255  # initial images decode to their 8-bit pixels in the recover space
     torch.testing.assert_close(scaled, scaled.round(), atol=1e-3, rtol=0)

@@ -163,6 +163,7 @@ def run_delt(ds: Dataset, cfg: DELTConfig, run_dir: Path, device: torch.device, 
                "image_iterations": image_iters,
                "image_iterations_without_earlylate": cfg.iterations * int(images.shape[0]),
                "recover_seconds": round(recovered_time, 2), "total_seconds": round(time.time() - start, 2),
-               "teacher": teacher_path}
+               "teacher": teacher_path, "recover_normalization": {"mean": list(space.mean), "std": list(space.std),
+                                                                  "teacher_reads_as_imagenet": compat}}
     write_json(run_dir / "summary.json", summary)
     return {"teacher": teacher, "teacher_path": teacher_path, "labels": labels, "summary": summary}
