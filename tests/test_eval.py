@@ -328,6 +328,42 @@ def test_evaluate_distilled_progressive_stages(digits):
         evaluate_distilled(x, y, digits, protocols=["hard"], stages=stages, stage_lrs=[0.1], progress=False)
 
 
+@pytest.mark.parametrize("ipc, classes, dataset, student, expected", [
+    (1, 10, "cifar10", "", 10), (10, 10, "cifar10", "", 50), (20, 10, "cifar10", "", 50),
+    (50, 10, "cifar10", "", 100), (100, 10, "cifar10", "", 100), (5, 10, "digits", "", 10),
+    (10, 100, "cifar100", "", 100), (50, 100, "cifar100", "", 200),  # x2 for exactly 100 classes
+    (10, 1000, "imagenet-1k", "", 100), (50, 1000, "imagenet-1k", "", 200),  # x2 for exactly 1000 classes
+    (50, 200, "imagefolder", "", 100), (50, 101, "imagefolder", "", 100),  # other class counts: no doubling
+    (10, 200, "tiny-imagenet", "", 100), (50, 200, "tiny-imagenet", "", 100), (1, 200, "tinyimagenet", "", 100),
+    (50, 1000, "imagenet-1k", "resnet101", 100), (10, 100, "imagenet-100", "resnet101", 50),  # halved
+    (50, 100, "cifar100", "resnet101", 200),  # ResNet-101 halves on ImageNet-1K/-100 only
+    (1, 5, "cifar10", "", 5),  # at most the set size
+])
+def test_soft_batch_rule_matches_delt(ipc, classes, dataset, student, expected):
+    assert soft_batch_size(ipc, classes, ipc * classes, dataset, student) == expected
+
+
+def test_make_protocol_applies_the_batch_rule_to_its_student(digits):
+    info = dataclasses.replace(digits.info, name="imagenet-1k", classes=tuple(str(i) for i in range(1000)))
+    assert make_protocol("soft", info, 50_000).batch_size == 200
+    assert make_protocol("soft", info, 50_000, student="resnet101").batch_size == 100
+
+
+def test_student_lr_override_reaches_every_student_and_is_recorded(digits, linear_teacher):
+    x, y = ipc_subset(digits, 1)
+    res = evaluate_distilled(x, y, digits, teacher=linear_teacher, seeds=1, epochs=1, lr=0.002, progress=False)
+    assert res["lr_override"] == 0.002
+    assert res["protocols"]["hard"]["protocol"]["lr"] == res["protocols"]["soft"]["protocol"]["lr"] == 0.002
+    default = evaluate_distilled(x, y, digits, protocols=["hard"], seeds=1, epochs=1, progress=False)
+    assert default["lr_override"] is None and default["protocols"]["hard"]["protocol"]["lr"] == 0.01
+    for kind in ("hard", "soft"):
+        with pytest.raises(FastDistillError, match=r"lr 1e\+30"):  # the override is what the students train with
+            evaluate_distilled(x, y, digits, teacher=linear_teacher, protocols=[kind], seeds=1, epochs=3, lr=1e30,
+                               progress=False)
+    with pytest.raises(FastDistillError, match="must be positive"):
+        evaluate_distilled(x, y, digits, protocols=["hard"], lr=0.0, progress=False)
+
+
 def test_evaluate_distilled_bad_inputs(digits):
     x, y = ipc_subset(digits, 1)
     with pytest.raises(FastDistillError, match="needs a teacher"):

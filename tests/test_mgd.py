@@ -475,6 +475,25 @@ def test_pixel_mgd_end_to_end_and_resume(pixel_run, tmp_path, capsys):
                  "--no-eval", "--output", str(tmp_path / "y")]) == 2
 
 
+def test_generation_seeds_share_the_modes_of_one_kmeans_seed(pixel_run, tmp_path):
+    from fastdistill.pipelines.mgd import MGDConfig, run_mgd
+
+    data, gen = load_dataset("digits"), load_generator(str(pixel_run), None, CPU, torch.float32)
+    cache = str(tmp_path / "latents")
+
+    def run(name: str, **kw) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg = MGDConfig(ipc=2, guidance=GuidanceConfig(steps=4), batch_size=8, latent_cache=cache, **kw)
+        record = run_mgd(data, gen, cfg, tmp_path / name, CPU, progress=False)
+        assert record["mgd"]["kmeans_seed"] == cfg.kmeans_seed and record["mgd"]["seed"] == cfg.seed
+        return torch.load(tmp_path / name / "modes.pt", weights_only=True), record["images"]
+
+    modes_1, images_1 = run("seed1", seed=1)
+    modes_2, images_2 = run("seed2", seed=2)
+    assert torch.equal(modes_1, modes_2) and not torch.equal(images_1, images_2)
+    modes_k, _ = run("kmeans1", seed=1, kmeans_seed=1)
+    assert not torch.equal(modes_k, modes_1)
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_batched_rows_and_bf16():

@@ -11,7 +11,8 @@ from fastdistill.data import DatasetInfo
 from fastdistill.errors import FastDistillError
 from fastdistill.models import build_model
 from fastdistill.models.teacher import load_teacher, save_teacher
-from fastdistill.pipelines.outputs import load_distilled, save_distilled
+from fastdistill.pipelines import outputs
+from fastdistill.pipelines.outputs import load_distilled, save_distilled, save_grid
 
 INFO = DatasetInfo("toy", ("cat", "dog/wolf", "fish"), 3, 9, (0.5, 0.4, 0.3), (0.2, 0.25, 0.3))
 
@@ -19,6 +20,27 @@ INFO = DatasetInfo("toy", ("cat", "dog/wolf", "fish"), 3, 9, (0.5, 0.4, 0.3), (0
 def _pixels(n=7, seed=0):
     g = torch.Generator().manual_seed(seed)
     return torch.rand(n, 3, 9, 9, generator=g), torch.tensor([0, 0, 1, 2, 2, 2, 1])
+
+
+@pytest.mark.parametrize("bitmap_font", [False, True])
+def test_grid_labels_every_row_and_upscales_tiny_images(tmp_path, monkeypatch, bitmap_font):
+    if bitmap_font:  # Pillow without FreeType (or < 10.1): the fixed-size bitmap default font
+        monkeypatch.setattr(outputs, "_grid_font", lambda row_height: outputs.ImageFont.load_default_imagefont())
+    images = torch.randint(0, 256, (20, 1, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    labels = torch.arange(20) % 10
+    save_grid(tmp_path / "grid.png", images, labels, 10, class_names=[str(c) for c in range(10)])
+    grid = np.asarray(Image.open(tmp_path / "grid.png").convert("L"))
+    tile, pad = 64, 2  # 8x8 digits upscaled x8 (nearest), 2-pixel padding
+    height, width = grid.shape
+    label_width = width - (2 * (tile + pad) + pad)
+    assert height == 10 * (tile + pad) + pad and 5 <= label_width <= 60
+    for r in range(10):
+        row = grid[pad + r * (tile + pad):(r + 1) * (tile + pad), :label_width]
+        assert (row < 128).any(), f"row {r} has no label"
+    first = grid[pad:pad + tile, label_width + pad:label_width + pad + tile]
+    assert np.array_equal(first, np.kron(images[0, 0].numpy(), np.ones((8, 8), dtype=np.uint8)))
+    save_grid(tmp_path / "named.png", images, labels, 10, class_names=[f"class number {c}" for c in range(10)])
+    assert Image.open(tmp_path / "named.png").size[0] > width  # longer names, wider label column
 
 
 def test_png_round_trip_is_exact(tmp_path):

@@ -114,7 +114,8 @@ def evaluate_distilled(images: torch.Tensor, labels: torch.Tensor, dataset: Data
                        seeds: int | Sequence[int] = 3, base_seed: int = 0, epochs: int | dict[str, int] | None = None,
                        student: str | dict[str, str] | None = None, device: torch.device | str = "cpu",
                        stages: torch.Tensor | None = None, stage_lrs: Sequence[float | None] | None = None,
-                       track_best: int = 0, progress: bool = True, log: Callable[[str], None] = print) -> dict:
+                       lr: float | None = None, track_best: int = 0, progress: bool = True,
+                       log: Callable[[str], None] = print) -> dict:
     """Train students on the distilled set and on seeded random real subsets; return a JSON-ready results dict.
 
     images: uint8 [N, C, H, W] (or float pixels in [0, 1]); labels: int64 [N]; dataset: the source
@@ -126,7 +127,8 @@ def evaluate_distilled(images: torch.Tensor, labels: torch.Tensor, dataset: Data
     evaluation (PDD): the student trains ``epochs`` on each cumulative union U_s = {stage <= s} in turn, optimizer
     state carried; the random subset keeps the same stage structure. stage_lrs: per-stage base LRs for the hard
     protocol on the distilled set (PDD+MTT's learned α; ``None`` entries: the protocol's); the random subset and the
-    soft protocol keep the protocol's LR. track_best: if > 0, also evaluate the test set
+    soft protocol keep the protocol's LR. lr: replaces every protocol's base LR (all students; ``stage_lrs`` entries
+    still win), recorded as ``lr_override`` and in each protocol. track_best: if > 0, also evaluate the test set
     about ``track_best`` times per run and report the best (labelled ``best_*``; the headline number stays final).
     """
     protocols = tuple(protocols)
@@ -134,6 +136,8 @@ def evaluate_distilled(images: torch.Tensor, labels: torch.Tensor, dataset: Data
     if unknown or not protocols:
         raise FastDistillError(f"unknown evaluation protocol(s) {unknown}; use {', '.join(PROTOCOLS)}")
     _check_inputs(images, labels, dataset, stages)
+    if lr is not None and not lr > 0:
+        raise FastDistillError(f"the student learning rate must be positive, got {lr}")
     if stage_lrs is not None and (stages is None or len(stage_lrs) != len(stages.unique())):
         raise FastDistillError("stage_lrs needs stages and one entry per stage")
     info, device = dataset.info, torch.device(device)
@@ -156,14 +160,15 @@ def evaluate_distilled(images: torch.Tensor, labels: torch.Tensor, dataset: Data
     results: dict = {"dataset": info.name, "num_images": int(labels.numel()), "per_class": counts,
                      "ipc": labels.numel() / info.num_classes, "seeds": seed_list, "device": str(device),
                      "teacher": teacher_name, "stages": None if stages is None else len(stages.unique()),
-                     "stage_lrs": None if stage_lrs is None else list(stage_lrs),
+                     "stage_lrs": None if stage_lrs is None else list(stage_lrs), "lr_override": lr,
                      "metric": "test top-1 % after the last epoch; mean ± population std over seeds",
                      "protocols": {}}
     for kind in protocols:
         ep = epochs.get(kind) if isinstance(epochs, dict) else epochs
         arch = student.get(kind, DEFAULT_STUDENTS[kind]) if isinstance(student, dict) else student
         arch = arch or DEFAULT_STUDENTS[kind]
-        proto = make_protocol(kind, info, int(labels.numel()), ep)
+        proto = make_protocol(kind, info, int(labels.numel()), ep, student=arch,
+                              **({} if lr is None else {"lr": lr}))
         eval_every = max(1, proto.epochs // track_best) if track_best > 0 else 0
         runs: dict[str, list[dict]] = {"distilled": [], "random_real": []}
         for seed in seed_list:

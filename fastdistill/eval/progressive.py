@@ -38,9 +38,11 @@ class Row:
 
 
 def evaluate_progressive(record: dict, dataset: Dataset, *, seeds: int = 3, epochs: int | None = None,
-                         arch: str = "convnet3", device: torch.device | str = "cpu",
+                         arch: str = "convnet3", device: torch.device | str = "cpu", lr: float | None = None,
                          progress: bool = False) -> tuple[list[Row], dict]:
-    """The rows above for ``record`` (``images``, ``labels``, ``stage``, ``eval_lr``); also the harness outputs."""
+    """The rows above for ``record`` (``images``, ``labels``, ``stage``, ``eval_lr``); also the harness outputs.
+
+    ``lr`` replaces the protocol's student LR (``eval_lr`` entries still win), as in ``evaluate_distilled``."""
     images, labels = record["images"], record["labels"]
     stage = record.get("stage", torch.ones_like(labels))
     stages = int(stage.max())
@@ -54,7 +56,7 @@ def evaluate_progressive(record: dict, dataset: Dataset, *, seeds: int = 3, epoc
         if key not in raw:
             raw[key] = evaluate_distilled(images, labels, dataset, protocols=("hard",), seeds=seeds, epochs=ep,
                                           student=arch, device=device, stages=stage_ids, stage_lrs=stage_lrs,
-                                          progress=progress, log=lambda _: None)
+                                          lr=lr, progress=progress, log=lambda _: None)
         hard = raw[key]["protocols"]["hard"]
         d, r = hard["distilled"], hard["random_real"]
         return Row(name, d["runs"][0]["epochs"], d["runs"][0]["steps"], (d["mean"], d["std"]), (r["mean"], r["std"]))

@@ -60,21 +60,33 @@ def default_epochs(kind: str, dataset: str) -> int:
     return dataset_presets(dataset).eval_epochs.get(kind, DEFAULT_EPOCHS)
 
 
-def soft_batch_size(ipc: int, num_classes: int, num_images: int) -> int:
-    """DELT's rule: 10 for IPC < 10, 50 for IPC 10-29, 100 from IPC 30; x2 for >= 100 classes; at most the set size.
+# Dataset names of DELT's evaluation/argument.py batch rule (fastdistill spellings and the reference's).
+TINY_IMAGENET_NAMES = ("tiny-imagenet", "tinyimagenet")
+IMAGENET_1K_100_NAMES = ("imagenet-1k", "imagenet-100")
 
-    (DELT defines IPC 1, 10, 20, 30-100; the other IPCs take the nearest lower bracket. Tiny-ImageNet's fixed 100
-    coincides with the rule for IPC >= 10.)
+
+def soft_batch_size(ipc: int, num_classes: int, num_images: int, dataset: str = "", student: str = "") -> int:
+    """DELT's rule (evaluation/argument.py; spec delt.md §7), in its order: base 10 for IPC 1, 50 for IPC 10/20,
+    100 for IPC 30/40/50/100; x2 for exactly 100 or 1000 classes; halved for a ``resnet101`` student on
+    ImageNet-1K/-100; 100 for Tiny-ImageNet whatever came before; at most the set size.
+
+    DELT leaves other IPCs undefined (batch 0); here they take the nearest lower bracket (IPC < 10: 10, < 30: 50,
+    else 100). Not reproduced: its one-off CIFAR-100 conv3-teacher/conv3-student batch of 25 (with lr 2e-3).
     """
     base = 10 if ipc < 10 else 50 if ipc < 30 else 100
-    if num_classes >= 100:
+    if num_classes in (100, 1000):
         base *= 2
+    if dataset in IMAGENET_1K_100_NAMES and student == "resnet101":
+        base //= 2
+    if dataset in TINY_IMAGENET_NAMES:
+        base = 100
     return max(1, min(base, num_images))
 
 
-def make_protocol(kind: str, info: DatasetInfo, num_images: int, epochs: int | None = None,
+def make_protocol(kind: str, info: DatasetInfo, num_images: int, epochs: int | None = None, student: str = "",
                   **overrides: object) -> Protocol:
-    """The protocol ``kind`` (``hard`` | ``soft``) with the defaults for ``info`` and a set of ``num_images``.
+    """The protocol ``kind`` (``hard`` | ``soft``) with the defaults for ``info``, a set of ``num_images`` and the
+    ``student`` architecture (the soft batch rule halves for ResNet-101).
 
     ``overrides`` replace any :class:`Protocol` field (e.g. ``lr=0.005``, ``batch_size=128``).
     """
@@ -89,8 +101,8 @@ def make_protocol(kind: str, info: DatasetInfo, num_images: int, epochs: int | N
                          dsa_strategy=dsa_strategy_for(info.name), flip=flip)
     else:
         ipc = max(1, round(num_images / info.num_classes))
-        proto = Protocol("soft", epochs, soft_batch_size(ipc, info.num_classes, num_images), 1e-3, 0.01, "adamw",
-                         "half_cosine", temperature=20.0, flip=flip, cutmix=True)
+        proto = Protocol("soft", epochs, soft_batch_size(ipc, info.num_classes, num_images, info.name, student),
+                         1e-3, 0.01, "adamw", "half_cosine", temperature=20.0, flip=flip, cutmix=True)
     try:
         return dataclasses.replace(proto, **overrides)
     except TypeError as exc:

@@ -2,7 +2,7 @@
 
 - ``images/<ccc>_<class>/<kkkk>[_<tag>].png`` (ImageFolder layout; the class-index prefix keeps label order),
 - ``distilled.pt``: ``{"images": uint8 [N,C,H,W], "labels": int64 [N], "classes": [...], "dataset": {...}, ...}``,
-- ``grid.png``: one row per class.
+- ``grid.png``: one row per class, labelled with its index and name.
 The tensor file holds exactly the pixels of the saved image files (after JPEG decoding in compat mode).
 """
 
@@ -11,11 +11,12 @@ from __future__ import annotations
 import io
 import re
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 from torchvision.utils import make_grid
 
 from fastdistill.data.base import DatasetInfo, to_uint8
@@ -23,6 +24,8 @@ from fastdistill.errors import FastDistillError
 from fastdistill.utils.io import atomic_path, load_or_raise, torch_save
 
 TENSORS = "distilled.pt"
+GRID_PADDING = 2
+LABEL_CHARS = 24  # longer grid labels are cut (with "...") to keep the label column narrow
 
 
 def class_folder(index: int, name: str) -> str:
@@ -76,13 +79,15 @@ def save_distilled(run_dir: str | Path, pixels: torch.Tensor, labels: torch.Tens
     record = {"images": stored, "labels": labels, "classes": list(info.classes), "dataset": info.to_dict(),
               **(extra or {})}
     torch_save(run_dir / TENSORS, record)
-    save_grid(run_dir / "grid.png", stored, labels, info.num_classes)
+    save_grid(run_dir / "grid.png", stored, labels, info.num_classes, class_names=info.classes)
     return record
 
 
 def save_grid(path: str | Path, images: torch.Tensor, labels: torch.Tensor, num_classes: int,
-              max_per_class: int = 10, min_side: int = 64) -> None:
-    """A PNG grid: one row per class (up to ``max_per_class`` images), upscaled so small images stay visible."""
+              max_per_class: int = 10, min_side: int = 64, class_names: Sequence[str] | None = None) -> None:
+    """A PNG grid: one row per class (up to ``max_per_class`` images), upscaled (nearest neighbour) to at least
+    ``min_side`` pixels so small images stay visible, each row labelled ``<index>: <name>`` in a left column (the
+    index alone where the name is the index, as for digits)."""
     rows = []
     per_row = min(max_per_class, max(int((labels == c).sum()) for c in range(num_classes)) or 1)
     blank = torch.zeros_like(images[:1])
@@ -95,10 +100,36 @@ def save_grid(path: str | Path, images: torch.Tensor, labels: torch.Tensor, num_
     scale = max(1, -(-min_side // grid_in.shape[-1]))
     if scale > 1:
         grid_in = torch.nn.functional.interpolate(grid_in, scale_factor=scale, mode="nearest")
-    grid = make_grid(grid_in, nrow=per_row, padding=2, pad_value=1.0)
+    grid = make_grid(grid_in, nrow=per_row, padding=GRID_PADDING, pad_value=1.0)
     arr = (grid.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+    names = [str(c) for c in range(num_classes)] if class_names is None else list(class_names)
+    texts = [str(c) if n == str(c) else f"{c}: {n}" for c, n in enumerate(names)]
+    labelled = _label_rows(Image.fromarray(arr).convert("RGB"), texts, grid_in.shape[-2] + GRID_PADDING)
     with atomic_path(path) as tmp:
-        Image.fromarray(arr).save(tmp, format="PNG")
+        labelled.save(tmp, format="PNG")
+
+
+def _grid_font(row_height: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    """Pillow's default font, sized to the rows where FreeType is available (bitmap default otherwise)."""
+    try:
+        return ImageFont.load_default(size=max(11, min(24, row_height // 4)))
+    except (TypeError, ImportError, OSError):  # Pillow < 10.1 or no FreeType
+        return ImageFont.load_default()
+
+
+def _label_rows(grid: Image.Image, labels: list[str], row_height: int) -> Image.Image:
+    """``grid`` with a white column on its left holding ``labels[r]`` centred on row ``r``'s height."""
+    font = _grid_font(row_height)
+    texts = [t if len(t) <= LABEL_CHARS else t[:LABEL_CHARS - 3] + "..." for t in labels]
+    width = max(int(font.getlength(t)) for t in texts) + 3 * GRID_PADDING
+    out = Image.new("RGB", (grid.width + width, grid.height), "white")
+    out.paste(grid, (width, 0))
+    draw = ImageDraw.Draw(out)
+    for r, text in enumerate(texts):
+        top, bottom = font.getbbox(text)[1::2]
+        y = GRID_PADDING + r * row_height + (row_height - GRID_PADDING - top - bottom) // 2
+        draw.text((GRID_PADDING, y), text, fill="black", font=font)
+    return out
 
 
 def load_distilled(path: str | Path) -> dict:

@@ -1,7 +1,7 @@
 """DELT's initial images and the teacher input that scores them for selection.
 
-``fast`` mode uses the dataset's own pixels and normalization; ``compat`` mode reproduces the reference's view:
-Resize(s // 7 * 8) -> CenterCrop(s), and ImageNet statistics when scoring (the reference normalizes every dataset so).
+``fast`` mode uses the dataset's own pixels and normalization; ``compat`` mode reproduces the reference's view
+(Resize(s // 7 * 8) -> CenterCrop(s)) and its normalization pairing (``normalization.py``).
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 import torch
 
-from fastdistill.data.base import Dataset, to_float
-from fastdistill.data.stats import IMAGENET_MEAN, IMAGENET_STD
+from fastdistill.data.base import Dataset, DatasetInfo, to_float
+from fastdistill.methods.delt.normalization import compat_recover_info
 
 
 def reference_view(images_u8: torch.Tensor, size: int) -> torch.Tensor:
@@ -23,17 +23,20 @@ def reference_view(images_u8: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def selection_input(ds: Dataset, mode: str) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Map a uint8 batch to the teacher input used to score it (compat: the reference's ImageNet-stat view)."""
+    """Map a uint8 batch to the teacher input used to score it: the teacher's own normalization in both modes
+    (compat: of the reference's resize + centre-crop view), as the reference's teacher sees matched statistics."""
     if mode == "compat":
-        c = ds.info.channels
-        mean = torch.tensor(IMAGENET_MEAN[:c]).view(1, c, 1, 1)
-        std = torch.tensor(IMAGENET_STD[:c]).view(1, c, 1, 1)
-        return lambda u8: (reference_view(u8, ds.info.image_size) - mean.to(u8.device)) / std.to(u8.device)
+        return lambda u8: ds.info.normalize(reference_view(u8, ds.info.image_size))
     return lambda u8: ds.info.normalize(to_float(u8))
 
 
+def recover_info(ds: Dataset, mode: str) -> DatasetInfo:
+    """The statistics recover works in: the teacher's (fast) or the reference recover's (compat; normalization.py)."""
+    return compat_recover_info(ds.info) if mode == "compat" else ds.info
+
+
 def initial_images(ds: Dataset, indices: torch.Tensor, mode: str) -> torch.Tensor:
-    """Normalized initial images (compat: through the reference's resize + centre crop)."""
+    """Normalized initial images in ``recover_info``'s space (compat: through the reference's resize + centre crop)."""
     u8 = ds.train.images[indices]
     pixels = reference_view(u8, ds.info.image_size) if mode == "compat" else to_float(u8)
-    return ds.info.normalize(pixels.clamp(0, 1))
+    return recover_info(ds, mode).normalize(pixels.clamp(0, 1))

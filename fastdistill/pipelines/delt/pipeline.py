@@ -14,7 +14,8 @@ from tqdm.auto import tqdm
 
 from fastdistill.data.base import Dataset
 from fastdistill.methods.delt.config import DELTConfig
-from fastdistill.methods.delt.initial import initial_images, selection_input
+from fastdistill.methods.delt.initial import initial_images, recover_info, selection_input
+from fastdistill.methods.delt.normalization import ImageNetReadingTeacher
 from fastdistill.methods.delt.planning import launch_seed, plan_groups, plan_launches
 from fastdistill.methods.delt.recover import recover
 from fastdistill.methods.delt.selection import select_initial, true_class_probability
@@ -40,7 +41,9 @@ def run_delt(ds: Dataset, cfg: DELTConfig, run_dir: Path, device: torch.device, 
         torch_save(sel_file, {"chosen": chosen, "scores": scores})
     groups = plan_groups(chosen, cfg)
     launches = plan_launches(groups, cfg)
-    bounds = ds.info.bounds(device)
+    space = recover_info(ds, cfg.mode)
+    bounds = space.bounds(device)
+    recover_teacher = ImageNetReadingTeacher(teacher, ds.info).to(device) if cfg.mode == "compat" else teacher
     results: dict[int, torch.Tensor] = {}
     recovered_time = 0.0
     for launch in tqdm(launches, desc="DELT launches", disable=not progress or len(launches) == 1):
@@ -54,7 +57,7 @@ def run_delt(ds: Dataset, cfg: DELTConfig, run_dir: Path, device: torch.device, 
         if cfg.mode == "compat":
             torch.manual_seed(launch_seed(cfg.seed, launch))
         tic = time.time()
-        x = recover(x0, labels, len(launch), launch[0].schedule, teacher, cfg, bounds, gen, progress=progress,
+        x = recover(x0, labels, len(launch), launch[0].schedule, recover_teacher, cfg, bounds, gen, progress=progress,
                     desc=f"recover groups {launch[0].gid}-{launch[-1].gid}")
         recovered_time += time.time() - tic
         for g, f, part in zip(launch, files, x.detach().cpu().chunk(len(launch)), strict=True):
@@ -62,7 +65,7 @@ def run_delt(ds: Dataset, cfg: DELTConfig, run_dir: Path, device: torch.device, 
             results[g.gid] = part
     images = torch.cat([results[g.gid] for g in groups])
     labels = torch.tensor([c for g in groups for c in g.classes])
-    pixels = ds.info.denormalize(images).clamp(0, 1)
+    pixels = space.denormalize(images).clamp(0, 1)
     compat = cfg.mode == "compat"
     save_distilled(run_dir, pixels, labels, ds.info, image_format="jpeg" if compat else "png", truncate=compat,
                    extra={"method": "delt", "ipc": cfg.ipc})
@@ -71,6 +74,7 @@ def run_delt(ds: Dataset, cfg: DELTConfig, run_dir: Path, device: torch.device, 
                "image_iterations": image_iters,
                "image_iterations_without_earlylate": cfg.iterations * int(images.shape[0]),
                "recover_seconds": round(recovered_time, 2), "total_seconds": round(time.time() - start, 2),
-               "teacher": teacher_path}
+               "teacher": teacher_path, "recover_normalization": {"mean": list(space.mean), "std": list(space.std),
+                                                                  "teacher_reads_as_imagenet": compat}}
     write_json(run_dir / "summary.json", summary)
     return {"teacher": teacher, "teacher_path": teacher_path, "labels": labels, "summary": summary}

@@ -27,12 +27,16 @@ DECODE_BATCH = 32
 
 @dataclass(frozen=True)
 class MGDConfig:
+    """``seed`` draws the sampling noise; ``kmeans_seed`` only the mode discovery (k-means, GMM or random picks),
+    fixed by default as in the reference, so generation seeds share one set of modes."""
+
     ipc: int = 10
     guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
     modes: str = "kmeans"
     closest_real: bool = False
     batch_size: int = 100
     seed: int = 0
+    kmeans_seed: int = 0
     class_map: str | None = None
     latent_cache: str | None = None  # default: <run_dir>/latents
 
@@ -51,7 +55,7 @@ def _modes(data: Dataset, gen: Generator, cfg: MGDConfig, run_dir: Path, device:
     cache = Path(cfg.latent_cache) if cfg.latent_cache else run_dir / "latents"
     latents = encode_cached(gen.codec, data.train.images, cache, cfg.batch_size, device, progress)
     modes = discover_modes(latents, data.train.labels, data.info.classes, cfg.ipc, cfg.modes, cfg.closest_real,
-                           cfg.seed)
+                           cfg.kmeans_seed)
     torch_save(modes_file, modes)
     return modes
 
