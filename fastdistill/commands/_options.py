@@ -90,8 +90,8 @@ def add_options(parser: argparse.ArgumentParser, cls: type) -> None:
             kwargs.update(type=kind, choices=m["choices"], metavar=m["metavar"])
         parser.add_argument(_name(f), **kwargs)
     parser.add_argument("--config", metavar="FILE", default=None,
-                        help="options from a YAML/JSON recipe, recipe:NAME (shipped, see fastdistill/recipes/) or a "
-                             "run's config.json; flags given on the command line override it")
+                        help="options from a YAML/JSON recipe, a run's config.json or a shipped recipe:NAME "
+                             f"({', '.join(recipe_names())}); flags given on the command line override it")
 
 
 def parse_options(cls: type, namespace: argparse.Namespace, command: str) -> Any:
