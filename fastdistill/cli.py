@@ -1,6 +1,7 @@
 """``python -m fastdistill <command>``: every module in ``fastdistill.commands`` is one sub-command.
 
-A command module defines ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``.
+A command module defines ``NAME``, ``HELP``, ``Options`` (a dataclass of :func:`~fastdistill.commands._options.option`
+fields: flags, help, validation, resume keys and config.json derive from it) and ``run(options) -> int``.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import importlib
 import pkgutil
 import sys
 
+from fastdistill.commands._options import add_options, parse_options
 from fastdistill.errors import FastDistillError
 
 
@@ -36,19 +38,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for module in _command_modules():
         p = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
-        module.add_arguments(p)
-        p.set_defaults(_run=module.run)
+        add_options(p, module.Options)
+        p.set_defaults(_command=module)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not hasattr(args, "_run"):
+    command = getattr(args, "_command", None)
+    if command is None:
         parser.print_help()
         return 2
     try:
-        return int(args._run(args) or 0)
+        return int(command.run(parse_options(command.Options, args, command.NAME)) or 0)
     except FastDistillError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

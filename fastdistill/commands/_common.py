@@ -1,27 +1,37 @@
-"""Arguments shared by the pipeline commands and the helpers that turn them into objects."""
+"""Options shared by the pipeline commands, and the device they name."""
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
+from fastdistill.commands._options import as_config, option, result_keys
+from fastdistill.commands.rundir import check_resume_config, write_config
 from fastdistill.data import DATASET_SPECS
 from fastdistill.errors import FastDistillError
 
 
-def add_dataset_arguments(p: argparse.ArgumentParser, default: str = "digits") -> None:
-    p.add_argument("--dataset", default=default, choices=sorted(DATASET_SPECS), help=f"dataset (default {default})")
-    p.add_argument("--data-root", default=None, help="dataset location (IDX files, torchvision root, ImageFolder)")
-    p.add_argument("--download", action="store_true", help="let torchvision download the dataset into --data-root")
-    p.add_argument("--image-size", type=int, default=None, help="resize+center-crop side for imagefolder data")
+@dataclass(kw_only=True)
+class DataOptions:
+    """Which dataset, and where it lives."""
+
+    dataset: str = option("digits", "dataset", choices=lambda: sorted(DATASET_SPECS), shapes_result=True)
+    data_root: str | None = option(None, "dataset location (IDX files, torchvision root, ImageFolder)",
+                                   shapes_result=True)
+    download: bool = option(False, "let torchvision download the dataset into --data-root")
+    image_size: int | None = option(None, "resize+center-crop side for imagefolder data", ge=1, shapes_result=True)
 
 
-def add_run_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--output", default=None, help="output folder (default: a new folder under runs/)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same result on CPU)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="compute device")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --output")
+@dataclass(kw_only=True)
+class RunOptions(DataOptions):
+    """Where a run writes, its seed and device, and whether it continues an interrupted run."""
+
+    output: str | None = option(None, "output folder (default: a new folder under runs/)")
+    seed: int = option(0, "random seed (same seed, same result on CPU)", shapes_result=True)
+    device: str = option("auto", "compute device", choices=["auto", "cpu", "cuda"])
+    resume: bool = option(False, "continue an interrupted run in --output", recorded=False)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -32,8 +42,9 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
+def record_run(run_dir: Path, command: str, options: RunOptions, device: torch.device, **extra: object) -> None:
+    """Write config.json; on ``--resume`` first refuse options that shape the result and differ from the run's."""
+    config = as_config(options)
+    if options.resume:
+        check_resume_config(run_dir, config, result_keys(type(options)))
+    write_config(run_dir, command, config, device, **extra)

@@ -1,17 +1,20 @@
-"""Arguments and driver shared by ``distill`` (one stage) and ``pdd`` (progressive stages)."""
+"""Options and driver shared by ``distill`` (one stage) and ``pdd`` (progressive stages)."""
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import time
+from dataclasses import dataclass
 
-from fastdistill.commands._common import add_dataset_arguments, add_run_arguments, positive_int, resolve_device
-from fastdistill.commands.rundir import args_to_dict, check_resume_config, prepare_run_dir, write_config
+from fastdistill.commands._common import RunOptions, record_run, resolve_device
+from fastdistill.commands._options import as_config, option
+from fastdistill.commands.rundir import prepare_run_dir
 from fastdistill.data import load_dataset
 from fastdistill.errors import FastDistillError
 from fastdistill.eval.progressive import evaluate_progressive, format_rows
 from fastdistill.methods import RealData, build_method
 from fastdistill.methods.buffer import check_buffer_folder
+from fastdistill.methods.config import MethodConfig
 from fastdistill.methods.delt.config import DELTConfig
 from fastdistill.methods.presets import resolve
 from fastdistill.pipelines.delt.teacher import obtain_teacher
@@ -19,60 +22,62 @@ from fastdistill.pipelines.pdd.engine import ProgressiveRun
 from fastdistill.utils.io import write_json
 from fastdistill.utils.seed import generator
 
-
-def non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
+_PRESET = " (default: preset)"
 
 
-# Flags that map onto MethodConfig fields (None = take the preset).
-_SETTINGS: list[tuple[str, type, str]] = [
-    ("iterations", positive_int, "outer iterations per stage"),
-    ("arch", str, "matching network (convnet3 = ConvNet-3 instance norm)"),
-    ("init", str, "initial images: real | noise"),
-    ("lr_img", float, "image learning rate (SGD, momentum 0.5)"),
-    ("batch_real", positive_int, "real images per class per matching step (DM, DC, DSA)"),
-    ("pool", non_negative_int, "PDD: networks conditioned on the union for DM/DC/DSA (0: random networks)"),
-    ("cond_epochs", positive_int, "PDD: epochs the pool trains on each union"),
-    ("outer_loop", positive_int, "DC/DSA: image steps per iteration"),
-    ("inner_loop", positive_int, "DC/DSA: network epochs on the synthetic set between image steps"),
-    ("buffer", str, "MTT: expert buffer folder (python -m fastdistill buffer)"),
-    ("syn_steps", positive_int, "MTT: unrolled student steps N"),
-    ("expert_epochs", positive_int, "MTT: target epochs ahead M"),
-    ("max_start_epoch", positive_int, "MTT: start epochs drawn from [0, T)"),
-    ("lr_lr", float, "MTT: learning rate of the learnable student LR"),
-    ("lr_teacher", float, "MTT: initial student LR (and expert LR on real data)"),
-    ("batch_syn", positive_int, "MTT: images per unrolled step (default: the whole union)"),
-    ("transition_epochs", positive_int, "PDD+MTT: epochs each expert trains on the union"),
-    ("memory", str, "MTT meta-gradient: full (keep the unrolled graph) | lean (recompute one step at a time)"),
-    ("experts_parallel", positive_int, "networks trained at once in one vmapped step"),
-    ("checkpoint_every", positive_int, "iterations between checkpoints"),
-]
-RESULT_KEYS = ("method", "dataset", "data_root", "ipc", "stages", "seed", "settings")
+@dataclass(kw_only=True)
+class MatchingOptions(RunOptions):
+    """Options of the matching methods; a setting left None takes the method's preset (methods/presets.py)."""
+
+    ipc: int = option(10, "images per class in total", ge=1, shapes_result=True)
+    iterations: int | None = option(None, "outer iterations per stage" + _PRESET, ge=1, shapes_result=True)
+    arch: str | None = option(None, "matching network (convnet3 = ConvNet-3 instance norm)" + _PRESET,
+                              shapes_result=True)
+    init: str | None = option(None, "initial images" + _PRESET, choices=["real", "noise"], shapes_result=True)
+    lr_img: float | None = option(None, "image learning rate (SGD, momentum 0.5)" + _PRESET, gt=0, shapes_result=True)
+    batch_real: int | None = option(None, "real images per class per matching step (DM, DC, DSA)" + _PRESET, ge=1,
+                                    shapes_result=True)
+    pool: int | None = option(None, "PDD: networks conditioned on the union for DM/DC/DSA (0: random networks)"
+                              + _PRESET, ge=0, shapes_result=True)
+    cond_epochs: int | None = option(None, "PDD: epochs the pool trains on each union" + _PRESET, ge=1,
+                                     shapes_result=True)
+    outer_loop: int | None = option(None, "DC/DSA: image steps per iteration" + _PRESET, ge=1, shapes_result=True)
+    inner_loop: int | None = option(None, "DC/DSA: network epochs on the synthetic set between image steps" + _PRESET,
+                                    ge=1, shapes_result=True)
+    buffer: str | None = option(None, "MTT: expert buffer folder (python -m fastdistill buffer)", shapes_result=True)
+    syn_steps: int | None = option(None, "MTT: unrolled student steps N" + _PRESET, ge=1, shapes_result=True)
+    expert_epochs: int | None = option(None, "MTT: target epochs ahead M" + _PRESET, ge=1, shapes_result=True)
+    max_start_epoch: int | None = option(None, "MTT: start epochs drawn from [0, T)" + _PRESET, ge=1,
+                                         shapes_result=True)
+    lr_lr: float | None = option(None, "MTT: learning rate of the learnable student LR" + _PRESET, ge=0,
+                                 shapes_result=True)
+    lr_teacher: float | None = option(None, "MTT: initial student LR (and expert LR on real data)" + _PRESET, gt=0,
+                                      shapes_result=True)
+    batch_syn: int | None = option(None, "MTT: images per unrolled step (default: the whole union)", ge=1,
+                                   shapes_result=True)
+    transition_epochs: int | None = option(None, "PDD+MTT: epochs each expert trains on the union" + _PRESET, ge=1,
+                                           shapes_result=True)
+    memory: str | None = option(None, "MTT meta-gradient: full (keep the unrolled graph) | lean (recompute one step "
+                                      "at a time)" + _PRESET, choices=["full", "lean"], shapes_result=True)
+    experts_parallel: int | None = option(None, "networks trained at once in one vmapped step" + _PRESET, ge=1,
+                                          shapes_result=True)
+    checkpoint_every: int | None = option(None, "iterations between checkpoints" + _PRESET, ge=1,
+                                          shapes_result=True)
+    no_dsa: bool = option(False, "DM/DSA/MTT without differentiable siamese augmentation", shapes_result=True)
+    no_eval: bool = option(False, "skip the evaluation at the end")
+    eval_seeds: int = option(3, "students per evaluated set", ge=1)
+    eval_epochs: int | None = option(None, "epochs per stage of the hard-label protocol (default: the harness's)",
+                                     ge=1)
+    eval_arch: str = option("convnet3", "student architecture")
+    eval_lr: float | None = option(None, "student learning rate (default: the protocol's)", gt=0)
+    quiet: bool = option(False, "no progress bars")
 
 
-def add_matching_arguments(p: argparse.ArgumentParser, stages_default: int | None) -> None:
-    add_dataset_arguments(p)
-    add_run_arguments(p)
-    p.add_argument("--ipc", type=positive_int, default=10, help="images per class in total (default 10)")
-    if stages_default is not None:
-        p.add_argument("--stages", type=positive_int, default=stages_default,
-                       help=f"progressive stages P; each adds ipc/P images per class (default {stages_default})")
-    for name, kind, text in _SETTINGS:
-        p.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help=text + " (default: preset)")
-    p.add_argument("--no-dsa", action="store_true", help="DM/DSA/MTT without differentiable siamese augmentation")
-    p.add_argument("--no-eval", action="store_true", help="skip the evaluation at the end")
-    p.add_argument("--eval-seeds", type=positive_int, default=3, help="students per evaluated set (default 3)")
-    p.add_argument("--eval-epochs", type=positive_int, default=None,
-                   help="epochs per stage of the hard-label protocol (default: the harness's)")
-    p.add_argument("--eval-arch", default="convnet3", help="student architecture (default convnet3)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+_SETTINGS = {f.name for f in dataclasses.fields(MethodConfig)} - {"method", "ipc", "stages"}
 
 
-def run_matching(args: argparse.Namespace, command: str, method: str, stages: int) -> int:
-    overrides = {name: getattr(args, name) for name, _, _ in _SETTINGS}
+def run_matching(args: MatchingOptions, command: str, method: str, stages: int) -> int:
+    overrides = {k: v for k, v in as_config(args).items() if k in _SETTINGS}
     if args.no_dsa:
         overrides["dsa"] = False
     if method == "delt" and getattr(args, "teacher", None) is None:
@@ -83,17 +88,14 @@ def run_matching(args: argparse.Namespace, command: str, method: str, stages: in
         check_buffer_folder(cfg.buffer, args.dataset, cfg.arch)
     device = resolve_device(args.device)
     run_dir = prepare_run_dir(args.output, command, args.resume)
-    config = {**args_to_dict(args), "method": method, "stages": stages, "settings": cfg.to_dict()}
-    if args.resume:
-        check_resume_config(run_dir, config, RESULT_KEYS)
-    else:
-        write_config(run_dir, command, config, device)
+    record_run(run_dir, command, args, device, resolved=cfg.to_dict())
     dataset = load_dataset(args.dataset, args.data_root, args.download, args.image_size)
     data = RealData(dataset.train, dataset.info, device)
     gen = generator(args.seed, device)
     teacher = None
     if method == "delt":
-        teacher, _ = obtain_teacher(dataset, args.teacher, run_dir, DELTConfig.for_dataset(args.dataset), device)
+        delt = DELTConfig.for_dataset(args.dataset, image_size=dataset.info.image_size)
+        teacher, _ = obtain_teacher(dataset, args.teacher, run_dir, delt, device)
     base = build_method(cfg, data, gen, dataset=dataset, teacher=teacher, seed=args.seed)
     runner = ProgressiveRun(base, data, cfg, run_dir, gen, progress=not args.quiet)
     if args.resume and runner.load_checkpoint():
@@ -111,7 +113,8 @@ def run_matching(args: argparse.Namespace, command: str, method: str, stages: in
     if args.no_eval:
         return 0
     rows, raw = evaluate_progressive(record, dataset, seeds=args.eval_seeds, epochs=args.eval_epochs,
-                                     arch=args.eval_arch, device=device, progress=not args.quiet)
+                                     arch=args.eval_arch, device=device, progress=not args.quiet,
+                                     lr=args.eval_lr)
     write_json(run_dir / "results.json", {"protocol": "hard", "arch": args.eval_arch, "seeds": args.eval_seeds,
                                           "rows": [r.to_dict() for r in rows], "harness": raw})
     print("\n" + format_rows(rows))

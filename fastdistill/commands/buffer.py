@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import time
+from dataclasses import dataclass
 
 from fastdistill.augment.dsa import DSAConfig, dsa_strategy_for
-from fastdistill.commands._common import add_dataset_arguments, add_run_arguments, positive_int, resolve_device
-from fastdistill.commands.rundir import args_to_dict, prepare_run_dir, write_config
+from fastdistill.commands._common import RunOptions, record_run, resolve_device
+from fastdistill.commands._options import option
+from fastdistill.commands.rundir import prepare_run_dir
 from fastdistill.data import dataset_presets, load_dataset
 from fastdistill.errors import FastDistillError
 from fastdistill.methods import RealData, flat_model
@@ -19,30 +20,28 @@ NAME = "buffer"
 HELP = "train expert trajectories for MTT (SGD on real data, parameters saved after every epoch)"
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_dataset_arguments(p)
-    add_run_arguments(p)
-    p.add_argument("--arch", default="convnet3", help="expert network (default convnet3)")
-    p.add_argument("--experts", type=positive_int, default=100, help="number of experts (default 100)")
-    p.add_argument("--epochs", type=positive_int, default=50, help="epochs per expert (default 50)")
-    p.add_argument("--lr-teacher", type=float, default=0.01, help="expert SGD learning rate (default 0.01)")
-    p.add_argument("--batch-size", type=positive_int, default=None,
-                   help="expert batch size (default 256; 32 for digits, whose 1,347 images give 6 steps per epoch at "
-                        "256)")
-    p.add_argument("--experts-parallel", type=positive_int, default=25,
-                   help="experts trained at once in one vmapped step (default 25; lower it if memory runs out)")
-    p.add_argument("--no-dsa", action="store_true", help="train experts without DSA")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+@dataclass(kw_only=True)
+class Options(RunOptions):
+    arch: str = option("convnet3", "expert network")
+    experts: int = option(100, "number of experts", ge=1)
+    epochs: int = option(50, "epochs per expert", ge=1)
+    lr_teacher: float = option(0.01, "expert SGD learning rate", gt=0)
+    batch_size: int | None = option(None, "expert batch size (default 256; 32 for digits, whose 1,347 images give 6 "
+                                          "steps per epoch at 256)", ge=1)
+    experts_parallel: int = option(25, "experts trained at once in one vmapped step (lower it if memory runs out)",
+                                   ge=1)
+    no_dsa: bool = option(False, "train experts without DSA")
+    quiet: bool = option(False, "no progress bars")
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: Options) -> int:
     device = resolve_device(args.device)
     if args.resume:
         raise FastDistillError("buffer does not resume an interrupted run; start it again with a new --output")
     run_dir = prepare_run_dir(args.output, NAME, resume=False)
     dataset = load_dataset(args.dataset, args.data_root, args.download, args.image_size)
     info = dataset.info
-    write_config(run_dir, NAME, args_to_dict(args), device)
+    record_run(run_dir, NAME, args, device)
     data = RealData(dataset.train, info, device)
     fm = flat_model(args.arch, info, device)
     dsa = None if args.no_dsa else DSAConfig(strategy=dsa_strategy_for(info.name))

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 
-from fastdistill.commands._common import positive_int
+from fastdistill.commands._options import option
 
 NAME = "convert-dit"
 HELP = "convert an original DiT checkpoint (e.g. DiT-XL-2-256x256.pt) into a diffusers folder for `mgd --diffusion`"
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", help="the original DiT .pt file (facebookresearch/DiT)")
-    p.add_argument("--output", required=True, help="folder to write (transformer/, scheduler/, vae/ with --vae)")
-    p.add_argument("--vae", default=None, help="local diffusers AutoencoderKL folder to copy in as vae/")
-    p.add_argument("--num-heads", type=positive_int, default=16, help="attention heads (16 for DiT-XL)")
+@dataclass(kw_only=True)
+class Options:
+    checkpoint: str = option(None, "the original DiT .pt file (facebookresearch/DiT)", positional=True, required=True)
+    output: str = option(None, "folder to write (transformer/, scheduler/, vae/ with --vae)", required=True)
+    vae: str | None = option(None, "local diffusers AutoencoderKL folder to copy in as vae/")
+    num_heads: int = option(16, "attention heads (16 for DiT-XL)", ge=1)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: Options) -> int:
     from fastdistill.pipelines.mgd.convert import convert_checkpoint
 
     out = convert_checkpoint(args.checkpoint, args.output, args.num_heads, args.vae)

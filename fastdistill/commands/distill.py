@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 
-from fastdistill.commands._matching import add_matching_arguments, run_matching
+from fastdistill.commands._matching import MatchingOptions, run_matching
+from fastdistill.commands._options import option
 from fastdistill.methods.presets import METHODS
 
 NAME = "distill"
 HELP = "distil with DM, DC, DSA or MTT (one stage)"
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--method", required=True, choices=METHODS, help="base method")
-    add_matching_arguments(p, stages_default=None)
+@dataclass(kw_only=True)
+class Options(MatchingOptions):
+    method: str = option(None, "base method", choices=METHODS, required=True, shapes_result=True)
 
 
-def run(args: argparse.Namespace) -> int:
-    return run_matching(args, NAME, args.method, 1)
+def run(options: Options) -> int:
+    return run_matching(options, NAME, options.method, 1)

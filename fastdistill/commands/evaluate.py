@@ -9,12 +9,13 @@ per-stage learning rates of ``eval_lr`` (if recorded) for the hard protocol on t
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from fastdistill.commands._common import positive_int, resolve_device
+from fastdistill.commands._common import resolve_device
+from fastdistill.commands._options import as_config, option
 from fastdistill.commands.rundir import CONFIG
 from fastdistill.data import load_dataset
 from fastdistill.errors import FastDistillError
@@ -27,23 +28,25 @@ NAME = "evaluate"
 HELP = "train students on a distilled set and on a random real subset (hard and soft labels); write results.json"
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_dir", metavar="RUN_DIR", help="run folder holding distilled.pt")
-    p.add_argument("--teacher", default=None, help="teacher folder for the soft protocol (default: the run's)")
-    p.add_argument("--protocols", default=None,
-                   help=f"comma-separated subset of {','.join(PROTOCOLS)} (default: both; soft needs a teacher)")
-    p.add_argument("--seeds", type=positive_int, default=3, help="students per protocol and set (default 3)")
-    p.add_argument("--seed", type=int, default=0, help="first seed (seeds are SEED, SEED+1, ...)")
-    p.add_argument("--epochs", type=positive_int, default=None,
-                   help="epochs per student (default: 300; fewer for tiny datasets, see the README)")
-    p.add_argument("--student", default=None,
-                   help="student architecture for every protocol (default: convnet3 hard, convnet3-bn soft)")
-    p.add_argument("--track-best", type=int, default=0, metavar="K",
-                   help="also evaluate ~K times per run and report the best (labelled; default 0: final only)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="compute device")
-    p.add_argument("--data-root", default=None, help="dataset location if it needs one (default: the run's)")
-    p.add_argument("--download", action="store_true", help="let torchvision download the dataset into --data-root")
-    p.add_argument("--quiet", action="store_true", help="no progress bars or per-run lines")
+@dataclass(kw_only=True)
+class Options:
+    run_dir: str = option(None, "run folder holding distilled.pt", positional=True, required=True, metavar="RUN_DIR")
+    teacher: str | None = option(None, "teacher folder for the soft protocol (default: the run's)")
+    protocols: str | None = option(None, f"comma-separated subset of {','.join(PROTOCOLS)} (default: both; soft "
+                                         "needs a teacher)")
+    seeds: int = option(3, "students per protocol and set", ge=1)
+    seed: int = option(0, "first seed (seeds are SEED, SEED+1, ...)")
+    epochs: int | None = option(None, "epochs per student (default: 300; fewer for tiny datasets, see the README)",
+                                ge=1)
+    lr: float | None = option(None, "student learning rate (default: the protocol's)", gt=0)
+    student: str | None = option(None, "student architecture for every protocol (default: convnet3 hard, "
+                                       "convnet3-bn soft)")
+    track_best: int = option(0, "also evaluate ~K times per run and report the best (labelled; 0: final only)", ge=0,
+                             metavar="K")
+    device: str = option("auto", "compute device", choices=["auto", "cpu", "cuda"])
+    data_root: str | None = option(None, "dataset location if it needs one (default: the run's)")
+    download: bool = option(False, "let torchvision download the dataset into --data-root")
+    quiet: bool = option(False, "no progress bars or per-run lines")
 
 
 def _parse_protocols(text: str | None) -> tuple[tuple[str, ...], bool]:
@@ -56,7 +59,7 @@ def _parse_protocols(text: str | None) -> tuple[tuple[str, ...], bool]:
     return names, True
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: Options) -> int:
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
         raise FastDistillError(f"run folder {run_dir} not found; pass the --output folder of a pipeline run")
@@ -64,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     recorded = record.get("dataset")
     if not isinstance(recorded, dict) or "name" not in recorded:
         raise FastDistillError(f"{run_dir}/distilled.pt does not record its dataset; rerun the pipeline")
-    config = read_json(run_dir / CONFIG).get("config", {}) if (run_dir / CONFIG).exists() else {}
+    run_record = read_json(run_dir / CONFIG) if (run_dir / CONFIG).exists() else {}
+    config = {**run_record.get("config", {}), **run_record.get("resolved", {})}
     protocols, explicit = _parse_protocols(args.protocols)
     device = resolve_device(args.device)
 
@@ -94,8 +98,9 @@ def run(args: argparse.Namespace) -> int:
                                  else None, protocols=protocols, seeds=args.seeds, base_seed=args.seed,
                                  epochs=args.epochs, student=args.student, device=device, stages=stage,
                                  stage_lrs=list(stage_lrs) if stage_lrs else None, track_best=args.track_best,
-                                 progress=not args.quiet)
+                                 lr=args.lr, progress=not args.quiet)
     results["run"] = str(run_dir)
+    results["options"] = as_config(args)
     if skipped:
         results["skipped"] = skipped
     path = write_results(run_dir, results)

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 
 import torch
 
+from fastdistill.commands._options import option
 from fastdistill.commands.provenance import provenance
 
 NAME = "info"
 HELP = "print versions, devices and the backend each op will use"
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+@dataclass(kw_only=True)
+class Options:
+    json: bool = option(False, "print JSON instead of text")
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: Options) -> int:
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     report = {dev: provenance(dev) for dev in devices}
     if args.json:

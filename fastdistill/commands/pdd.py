@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 
-from fastdistill.commands._matching import add_matching_arguments, run_matching
+from fastdistill.commands._matching import MatchingOptions, run_matching
+from fastdistill.commands._options import option
 from fastdistill.methods.presets import PDD_BASES
 
 NAME = "pdd"
 HELP = "progressive distillation: P stages, each conditioned on the union of the earlier ones"
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--base", required=True, choices=PDD_BASES, help="base method")
-    add_matching_arguments(p, stages_default=5)
-    p.add_argument("--teacher", default=None, help="teacher folder (needed by --base delt)")
+@dataclass(kw_only=True)
+class Options(MatchingOptions):
+    base: str = option(None, "base method", choices=PDD_BASES, required=True, shapes_result=True)
+    stages: int = option(5, "progressive stages P; each adds ipc/P images per class", ge=1, shapes_result=True)
+    teacher: str | None = option(None, "teacher folder (needed by --base delt)")
 
 
-def run(args: argparse.Namespace) -> int:
-    return run_matching(args, NAME, args.base, args.stages)
+def run(options: Options) -> int:
+    return run_matching(options, NAME, options.base, options.stages)

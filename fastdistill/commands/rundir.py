@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
@@ -33,12 +32,8 @@ def prepare_run_dir(output: str | None, command: str, resume: bool) -> Path:
     return path
 
 
-def args_to_dict(args: argparse.Namespace) -> dict:
-    return {k: v for k, v in vars(args).items() if not k.startswith("_")}
-
-
 def write_config(run_dir: Path, command: str, config: dict, device: torch.device, **extra: object) -> dict:
-    """Write config.json: the command, its full resolved config, seed, versions, devices and backends."""
+    """Write config.json: the command, its options (``config``), versions, devices, backends and ``extra`` records."""
     record = {"command": command, "config": config, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
               **provenance(device), **extra}
     write_json(run_dir / CONFIG, record)
