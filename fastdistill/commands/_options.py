@@ -37,8 +37,8 @@ _TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str:
 _BOUNDS = (("ge", operator.ge, ">="), ("gt", operator.gt, ">"), ("le", operator.le, "<="), ("lt", operator.lt, "<"))
 
 
-def option(default: Any = None, help: str = "", *, choices: typing.Iterable | Callable[[], typing.Iterable] | None = None,
-           ge: float | None = None,
+def option(default: Any = None, help: str = "", *,
+           choices: typing.Iterable | Callable[[], typing.Iterable] | None = None, ge: float | None = None,
            gt: float | None = None, le: float | None = None, lt: float | None = None, required: bool = False,
            positional: bool = False, metavar: str | None = None, shapes_result: bool = False,
            recorded: bool = True) -> Any:
@@ -50,7 +50,8 @@ def option(default: Any = None, help: str = "", *, choices: typing.Iterable | Ca
     """
     if choices is not None and not callable(choices):
         choices = tuple(choices)
-    meta = {"help": help, "choices": choices, "ge": ge, "gt": gt, "le": le, "lt": lt, "required": required, "positional": positional, "metavar": metavar,
+    meta = {"help": help, "choices": choices, "ge": ge, "gt": gt, "le": le, "lt": lt, "required": required,
+            "positional": positional, "metavar": metavar,
             "shapes_result": shapes_result, "recorded": recorded}
     return dataclasses.field(default=default, metadata=meta)
 
