@@ -12,7 +12,7 @@
 
 #ifdef WITH_CUDA
 namespace fastdistill::cuda {
-int built_cuda_version();  // CUDART_VERSION the CUDA kernels were compiled with (cuda/assign_modes_kernel.cu)
+int built_cuda_version();  // CUDART_VERSION the CUDA kernels were compiled with (cuda/nearest.cu)
 }
 #endif
 

@@ -1,12 +1,15 @@
 """Load-or-warn for the compiled extension ``fastdistill._C``.
 
-If it is missing or broken, one warning says why and every op uses its torch fallback.
-Set ``FASTDISTILL_MORE_DETAILS=1`` to see the full traceback.
+Nothing loads ``_C`` at import time: the first call that needs it (an op choosing its backend, ``status()``) does, and
+then registers the ops' fake implementations (``fastdistill.ops._fake``) for ``torch.compile``. If ``_C`` is missing or
+broken, one warning says why and every op uses its torch fallback. Set ``FASTDISTILL_MORE_DETAILS=1`` to see the full
+traceback.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import os
 import traceback
@@ -24,6 +27,7 @@ def _load() -> dict | None:
         from fastdistill import _C  # noqa: F401  (registers the fastdistill:: ops)
 
         info = json.loads(torch.ops.fastdistill.build_info())
+        importlib.import_module("fastdistill.ops._fake")
     except Exception as exc:  # ImportError, OSError (undefined symbol: torch ABI mismatch), missing build_info
         _STATUS = f"fastdistill._C could not be loaded ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
         if os.environ.get("FASTDISTILL_MORE_DETAILS") == "1":

@@ -13,6 +13,7 @@ from fastdistill import _extension
 from fastdistill.errors import FastDistillError
 from fastdistill.ops import assign_modes
 from fastdistill.ops.registry import describe
+from fastdistill.ops.rerank_bound import score_slack
 
 HAS_CPP = _extension.available()
 needs_cpp = pytest.mark.skipif(not HAS_CPP, reason="fastdistill._C is not built: only the torch fallback is tested")
@@ -210,7 +211,8 @@ def test_bad_input_raises_a_one_line_error(backend, case):
 @needs_cpp
 def test_compiled_op_rejects_bad_groups_without_crashing():
     with pytest.raises(RuntimeError, match="group"):
-        torch.ops.fastdistill.assign_modes(torch.randn(4, 3), torch.randn(2, 2, 3), torch.tensor([0, 1, 5, 0]))
+        torch.ops.fastdistill.assign_modes(torch.randn(4, 3), torch.randn(2, 2, 3), torch.tensor([0, 1, 5, 0]),
+                                           slack=score_slack(3))
 
 
 @needs_cpp
@@ -222,7 +224,7 @@ def test_opcheck(grouped):
         args = (points, torch.randn(3, 4, 10, generator=gen), torch.randint(0, 3, (33,), generator=gen))
     else:
         args = (points, torch.randn(4, 10, generator=gen), None)
-    torch.library.opcheck(torch.ops.fastdistill.assign_modes.default, args,
+    torch.library.opcheck(torch.ops.fastdistill.assign_modes.default, args, {"slack": score_slack(10)},
                           test_utils=("test_schema", "test_autograd_registration", "test_faketensor",
                                       "test_aot_dispatch_dynamic"))
 

@@ -14,6 +14,7 @@ from fastdistill.ops.reference import reference_bn_stat_loss
 from fastdistill.ops.registry import backend_for
 
 bn_stat_loss_module = importlib.import_module("fastdistill.ops.bn_stat_loss")  # the package re-exports the function
+bn_stat_loss_triton = importlib.import_module("fastdistill.ops.bn_stat_loss_triton")
 needs_interpreter = pytest.mark.skipif(not (triton_importable() and triton_interpret()),
                                        reason="needs triton and TRITON_INTERPRET=1 (set by tests/conftest.py off-GPU)")
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -113,7 +114,7 @@ GPU_PLAN_CASES = [(2, 16, 64, 64, 1, False), (3, 300, 2, 3, 3, True), (2, 64, 32
 @needs_interpreter
 @pytest.mark.parametrize("case", GPU_PLAN_CASES, ids=case_id)
 def test_gpu_plan_matches_reference(case, monkeypatch):
-    monkeypatch.setattr(bn_stat_loss_module, "_sm_count", lambda device: 132)
+    monkeypatch.setattr(bn_stat_loss_triton, "_sm_count", lambda device: 132)
     *shape, groups, channels_last = case
     x, rm, rv, grad_out = make_inputs(*shape, groups, channels_last, torch.float32, "cpu", seed=4)
     check_against_reference(x, rm, rv, grad_out, groups, "triton")

@@ -25,7 +25,7 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 BACKENDS = [pytest.param("torch", id="torch"),
             pytest.param("triton", id="triton-interpret", marks=[pytest.mark.interpret, needs_interpreter])]
 R_BN, FIRST = 0.5, 10.0
-bn_stat_loss_module = importlib.import_module("fastdistill.ops.bn_stat_loss")
+bn_stat_loss_triton = importlib.import_module("fastdistill.ops.bn_stat_loss_triton")
 
 
 @functools.cache
@@ -208,7 +208,7 @@ INTERPRET_LAYER_CASES = [(64, 32, 4, 2, "nchw", "cl"), (64, 32, 4, 2, "cl", "exp
 def test_layer_gpu_plan_matches_float64(c, size, n, groups, x_layout, dy_layout, monkeypatch):
     """The Triton kernels with the launch plan of an H100 (132 SMs: GPU tiles, splits and one row per backward
     program), run by the interpreter."""
-    monkeypatch.setattr(bn_stat_loss_module, "_sm_count", lambda device: 132)
+    monkeypatch.setattr(bn_stat_loss_triton, "_sm_count", lambda device: 132)
     check_layer_against_float64(c, size, x_layout, dy_layout, "triton", n=n, groups=groups)
 
 

@@ -1,4 +1,4 @@
-// CPU kernel of fastdistill::group_dots (the engine is in assign_modes_kernel.cpp).
+// CPU kernel of fastdistill::group_dots (the engine is in nearest.cpp).
 #include <torch/library.h>
 
 #include "checks.h"
@@ -12,7 +12,7 @@ at::Tensor group_dots_cpu(const at::Tensor& points, const at::Tensor& centroids,
   const NearestShape s = check_nearest_inputs("group_dots", points, centroids, groups);
   at::Tensor dots = at::empty({s.N, s.K}, points.options().dtype(at::kFloat));
   at::Tensor unused;
-  nearest_centroids(points, centroids, groups, unused, unused, nullptr, &dots);
+  nearest_centroids(points, centroids, groups, /*slack=*/0.0, unused, unused, nullptr, &dots);  // no ranking
   return dots;
 }
 

@@ -1,4 +1,4 @@
-// CPU kernel of fastdistill::kmeans_step (the assignment engine is in assign_modes_kernel.cpp).
+// CPU kernel of fastdistill::kmeans_step (the assignment engine is in nearest.cpp).
 #include <torch/library.h>
 
 #include "checks.h"
@@ -9,12 +9,13 @@ namespace {
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> kmeans_step_cpu(const at::Tensor& points,
                                                                            const at::Tensor& centroids,
-                                                                           const std::optional<at::Tensor>& groups) {
+                                                                           const std::optional<at::Tensor>& groups,
+                                                                           double slack) {
   const NearestShape s = check_nearest_inputs("kmeans_step", points, centroids, groups);
   at::Tensor index = at::empty({s.N}, points.options().dtype(at::kLong));
   at::Tensor dist = at::empty({s.N}, points.options().dtype(at::kFloat));
   at::Tensor sums = at::zeros({s.G, s.K, s.D}, points.options().dtype(at::kDouble));
-  nearest_centroids(points, centroids, groups, index, dist, &sums, nullptr);
+  nearest_centroids(points, centroids, groups, slack, index, dist, &sums, nullptr);
   at::Tensor counts = at::zeros({s.G, s.K}, points.options().dtype(at::kLong));
   const int64_t* idx = index.const_data_ptr<int64_t>();
   int64_t* cnt = counts.data_ptr<int64_t>();

@@ -90,73 +90,30 @@ struct Isa {
   static void transpose(const float* src, int64_t ld, int64_t rows, float* dst, int64_t ldd, int64_t cols) {
     transpose8(src, ld, rows, dst, ldd, cols);
   }
+  static V sub(V a, V b) { return _mm256_sub_ps(a, b); }
+  static V add(V a, V b) { return _mm256_add_ps(a, b); }
+  using VD = __m256d;
+  static VD dzero() { return _mm256_setzero_pd(); }
+  static VD dsub(VD a, VD b) { return _mm256_sub_pd(a, b); }
+  static VD dadd(VD a, VD b) { return _mm256_add_pd(a, b); }
+  static VD dfma(VD a, VD b, VD c) { return _mm256_fmadd_pd(a, b, c); }
+  static double dsum(VD a) {
+    const __m128d h = _mm_add_pd(_mm256_castpd256_pd128(a), _mm256_extractf128_pd(a, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
+  }
+  static VD lo(V v) { return _mm256_cvtps_pd(_mm256_castps256_ps128(v)); }
+  static VD hi(V v) { return _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)); }
 };
 
 #include "cpu/nearest_panels.h"
-
-__m256d lo_pd(__m256 v) { return _mm256_cvtps_pd(_mm256_castps256_ps128(v)); }
-__m256d hi_pd(__m256 v) { return _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)); }
-
-// (x - c)^2 of 8 elements, the difference taken in float64 (exact), added to two float64 accumulators.
-void sq_acc(__m256 xf, __m256 cf, __m256d& a0, __m256d& a1) {
-  const __m256d e0 = _mm256_sub_pd(lo_pd(xf), lo_pd(cf)), e1 = _mm256_sub_pd(hi_pd(xf), hi_pd(cf));
-  a0 = _mm256_fmadd_pd(e0, e0, a0);
-  a1 = _mm256_fmadd_pd(e1, e1, a1);
-}
-
-double hsum_pd(__m256d a) {
-  const __m128d h = _mm_add_pd(_mm256_castpd256_pd128(a), _mm256_extractf128_pd(a, 1));
-  return _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
-}
-
-// Rows of D floats: full vectors first, the tail through load_any (zero-filled).
-double sqdist_exact(const float* x, const float* c, int64_t D) {
-  __m256d a0 = _mm256_setzero_pd(), a1 = a0, a2 = a0, a3 = a0;
-  int64_t d = 0;
-  for (; d + 16 <= D; d += 16) {
-    sq_acc(_mm256_loadu_ps(x + d), _mm256_loadu_ps(c + d), a0, a1);
-    sq_acc(_mm256_loadu_ps(x + d + 8), _mm256_loadu_ps(c + d + 8), a2, a3);
-  }
-  for (; d < D; d += 8) {
-    const int64_t n = D - d < 8 ? D - d : 8;
-    sq_acc(load_any(x, ElemType::f32, d, n), load_any(c, ElemType::f32, d, n), a0, a1);
-  }
-  return hsum_pd(_mm256_add_pd(_mm256_add_pd(a0, a2), _mm256_add_pd(a1, a3)));
-}
-
-// fp32 differences and squares, summed per lane in fp32 over blocks of 64 elements (at most 5 roundings per lane),
-// the block sums in float64.
-double sqdist(const float* x, const float* c, int64_t D) {
-  __m256d a0 = _mm256_setzero_pd(), a1 = a0;
-  for (int64_t d0 = 0; d0 < D; d0 += 64) {
-    const int64_t end = D - d0 < 64 ? D : d0 + 64;
-    __m256 s = _mm256_setzero_ps(), t = s;
-    int64_t d = d0;
-    for (; d + 16 <= end; d += 16) {
-      const __m256 e = _mm256_sub_ps(_mm256_loadu_ps(x + d), _mm256_loadu_ps(c + d));
-      const __m256 f = _mm256_sub_ps(_mm256_loadu_ps(x + d + 8), _mm256_loadu_ps(c + d + 8));
-      s = _mm256_fmadd_ps(e, e, s);
-      t = _mm256_fmadd_ps(f, f, t);
-    }
-    for (; d < end; d += 8) {
-      const int64_t n = end - d < 8 ? end - d : 8;
-      const __m256 e = _mm256_sub_ps(load_any(x, ElemType::f32, d, n), load_any(c, ElemType::f32, d, n));
-      s = _mm256_fmadd_ps(e, e, s);
-    }
-    s = _mm256_add_ps(s, t);
-    a0 = _mm256_add_pd(a0, lo_pd(s));
-    a1 = _mm256_add_pd(a1, hi_pd(s));
-  }
-  return hsum_pd(_mm256_add_pd(a0, a1));
-}
+#include "cpu/nearest_sqdist.h"
 
 void accumulate(const float* x, double* acc, int64_t D) {
   int64_t d = 0;
   for (; d + 8 <= D; d += 8) {
     const __m256 xf = _mm256_loadu_ps(x + d);
-    _mm256_storeu_pd(acc + d, _mm256_add_pd(_mm256_loadu_pd(acc + d), _mm256_cvtps_pd(_mm256_castps256_ps128(xf))));
-    _mm256_storeu_pd(acc + d + 4,
-                     _mm256_add_pd(_mm256_loadu_pd(acc + d + 4), _mm256_cvtps_pd(_mm256_extractf128_ps(xf, 1))));
+    _mm256_storeu_pd(acc + d, _mm256_add_pd(_mm256_loadu_pd(acc + d), Isa::lo(xf)));
+    _mm256_storeu_pd(acc + d + 4, _mm256_add_pd(_mm256_loadu_pd(acc + d + 4), Isa::hi(xf)));
   }
   for (; d < D; ++d) acc[d] += static_cast<double>(x[d]);
 }

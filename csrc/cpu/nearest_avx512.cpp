@@ -92,60 +92,20 @@ struct Isa {
   static void transpose(const float* src, int64_t ld, int64_t rows, float* dst, int64_t ldd, int64_t cols) {
     transpose16(src, ld, rows, dst, ldd, cols);
   }
+  static V sub(V a, V b) { return _mm512_sub_ps(a, b); }
+  static V add(V a, V b) { return _mm512_add_ps(a, b); }
+  using VD = __m512d;
+  static VD dzero() { return _mm512_setzero_pd(); }
+  static VD dsub(VD a, VD b) { return _mm512_sub_pd(a, b); }
+  static VD dadd(VD a, VD b) { return _mm512_add_pd(a, b); }
+  static VD dfma(VD a, VD b, VD c) { return _mm512_fmadd_pd(a, b, c); }
+  static double dsum(VD a) { return _mm512_reduce_add_pd(a); }
+  static VD lo(V v) { return _mm512_cvtps_pd(_mm512_castps512_ps256(v)); }
+  static VD hi(V v) { return _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))); }
 };
 
 #include "cpu/nearest_panels.h"
-
-__m512d lo_pd(__m512 v) { return _mm512_cvtps_pd(_mm512_castps512_ps256(v)); }
-__m512d hi_pd(__m512 v) { return _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))); }
-
-// (x - c)^2 of 16 elements, the difference taken in float64 (exact), added to two float64 accumulators.
-void sq_acc(__m512 xf, __m512 cf, __m512d& a0, __m512d& a1) {
-  const __m512d e0 = _mm512_sub_pd(lo_pd(xf), lo_pd(cf)), e1 = _mm512_sub_pd(hi_pd(xf), hi_pd(cf));
-  a0 = _mm512_fmadd_pd(e0, e0, a0);
-  a1 = _mm512_fmadd_pd(e1, e1, a1);
-}
-
-// Two accumulator pairs (32 elements per iteration) hide the FMA latency; the tail is loaded masked (zeros).
-double sqdist_exact(const float* x, const float* c, int64_t D) {
-  __m512d a0 = _mm512_setzero_pd(), a1 = a0, a2 = a0, a3 = a0;
-  int64_t d = 0;
-  for (; d + 32 <= D; d += 32) {
-    sq_acc(_mm512_loadu_ps(x + d), _mm512_loadu_ps(c + d), a0, a1);
-    sq_acc(_mm512_loadu_ps(x + d + 16), _mm512_loadu_ps(c + d + 16), a2, a3);
-  }
-  for (; d < D; d += 16) {
-    const __mmask16 m = first_n(D - d < 16 ? D - d : 16);
-    sq_acc(_mm512_maskz_loadu_ps(m, x + d), _mm512_maskz_loadu_ps(m, c + d), a0, a1);
-  }
-  return _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(a0, a2), _mm512_add_pd(a1, a3)));
-}
-
-// fp32 differences and squares, summed per lane in fp32 over blocks of 128 elements (at most 5 roundings per lane:
-// 4 fused multiply-adds into each of two accumulators, then their sum), the block sums in float64.
-double sqdist(const float* x, const float* c, int64_t D) {
-  __m512d a0 = _mm512_setzero_pd(), a1 = a0;
-  for (int64_t d0 = 0; d0 < D; d0 += 128) {
-    const int64_t end = D - d0 < 128 ? D : d0 + 128;
-    __m512 s = _mm512_setzero_ps(), t = s;
-    int64_t d = d0;
-    for (; d + 32 <= end; d += 32) {
-      const __m512 e = _mm512_sub_ps(_mm512_loadu_ps(x + d), _mm512_loadu_ps(c + d));
-      const __m512 f = _mm512_sub_ps(_mm512_loadu_ps(x + d + 16), _mm512_loadu_ps(c + d + 16));
-      s = _mm512_fmadd_ps(e, e, s);
-      t = _mm512_fmadd_ps(f, f, t);
-    }
-    for (; d < end; d += 16) {
-      const __mmask16 m = first_n(end - d < 16 ? end - d : 16);
-      const __m512 e = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + d), _mm512_maskz_loadu_ps(m, c + d));
-      s = _mm512_fmadd_ps(e, e, s);
-    }
-    s = _mm512_add_ps(s, t);
-    a0 = _mm512_add_pd(a0, lo_pd(s));
-    a1 = _mm512_add_pd(a1, hi_pd(s));
-  }
-  return _mm512_reduce_add_pd(_mm512_add_pd(a0, a1));
-}
+#include "cpu/nearest_sqdist.h"
 
 // min(v, m) keeps m where v is NaN, so NaN scores are never the best (as in the scalar version).
 int64_t top2(const float* cnorm, float* scores, int64_t K, float* s1, float* s2) {
@@ -184,8 +144,8 @@ void accumulate(const float* x, double* acc, int64_t D) {
     const __mmask16 m = first_n(D - d < 16 ? D - d : 16);
     const __mmask8 m0 = static_cast<__mmask8>(m & 0xff), m1 = static_cast<__mmask8>(m >> 8);
     const __m512 xf = _mm512_maskz_loadu_ps(m, x + d);
-    _mm512_mask_storeu_pd(acc + d, m0, _mm512_add_pd(_mm512_maskz_loadu_pd(m0, acc + d), lo_pd(xf)));
-    _mm512_mask_storeu_pd(acc + d + 8, m1, _mm512_add_pd(_mm512_maskz_loadu_pd(m1, acc + d + 8), hi_pd(xf)));
+    _mm512_mask_storeu_pd(acc + d, m0, _mm512_add_pd(_mm512_maskz_loadu_pd(m0, acc + d), Isa::lo(xf)));
+    _mm512_mask_storeu_pd(acc + d + 8, m1, _mm512_add_pd(_mm512_maskz_loadu_pd(m1, acc + d + 8), Isa::hi(xf)));
   }
 }
 

@@ -30,7 +30,8 @@ __global__ void __launch_bounds__(kColumns)
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> kmeans_step_cuda(const at::Tensor& points,
                                                                             const at::Tensor& centroids,
-                                                                            const std::optional<at::Tensor>& groups) {
+                                                                            const std::optional<at::Tensor>& groups,
+                                                                            double slack) {
   const NearestShape s = check_nearest_inputs("kmeans_step", points, centroids, groups);
   const c10::cuda::OptionalCUDAGuard guard(points.device());
   at::Tensor index = at::empty({s.N}, points.options().dtype(at::kLong));
@@ -38,7 +39,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> kmeans_step_cuda(cons
   at::Tensor sums = at::zeros({s.G * s.K, s.D}, points.options().dtype(at::kDouble));
   at::Tensor counts = at::zeros({s.G * s.K}, points.options().dtype(at::kLong));
   if (s.N > 0) {
-    nearest_centroids(points, centroids, groups, index, dist);
+    nearest_centroids(points, centroids, groups, slack, index, dist);
     const at::Tensor key = groups.has_value() ? groups->mul(s.K).add_(index) : index;
     counts = at::bincount(key, {}, s.G * s.K);
     const at::Tensor order = at::argsort(key, /*stable=*/true);

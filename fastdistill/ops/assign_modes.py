@@ -1,12 +1,13 @@
 """``assign_modes``: nearest centroid by squared Euclidean distance, for all classes (groups) in one call.
 
-Backends: ``cpp`` (``fastdistill._C``: blocked fp32 distance with the argmin fused, on CPU or CUDA) and ``torch`` (a
-per-group matmul fallback, used when the extension is missing). Both return the same result:
+Backends: ``cpp`` (``fastdistill._C``: blocked fp32 distance with the argmin fused, on CPU or CUDA; the engines are
+csrc/cpu/nearest.cpp and csrc/cuda/nearest.cu) and ``torch`` (``assign_modes_torch``: a per-group matmul fallback, used
+when the extension is missing). Both return the same result:
 
 - Candidates are ranked by the score ``||c||^2 - 2 x.c`` computed in fp32. Wherever the best and second-best scores are
-  closer than the score's rounding-error bound, the centroids within that bound are re-ranked by the float64 sum of
-  ``(x - c)^2``. So the answer is the nearest centroid under float64 arithmetic, not under the cancellation-prone
-  expansion formula.
+  closer than the score's rounding-error bound (``rerank_bound``, shared by both backends), the centroids within that
+  bound are re-ranked by the float64 sum of ``(x - c)^2``. So the answer is the nearest centroid under float64
+  arithmetic, not under the cancellation-prone expansion formula.
 - **Tie:** two centroids whose float64 squared distances to the point are equal (always the case for duplicate
   centroids); the lowest index wins, as with ``torch.argmin``.
 - ``dist`` is the squared distance to that centroid: the float64 sum rounded to float32 (torch and CUDA), or, on the
@@ -20,16 +21,14 @@ matmul precision (``torch.set_float32_matmul_precision``: TF32 or bfloat16 input
 
 from __future__ import annotations
 
-import math
-
 import torch
 
-from fastdistill import _extension
 from fastdistill.errors import FastDistillError
+from fastdistill.ops.assign_modes_torch import assign_modes_torch
 from fastdistill.ops.registry import backend_for
+from fastdistill.ops.rerank_bound import kernel_slack
 
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-_CHUNK_ELEMENTS = 1 << 23  # bound on the temporaries of the torch backend (elements per chunk)
 
 
 def assign_modes(points: torch.Tensor, centroids: torch.Tensor, groups: torch.Tensor | None = None,
@@ -47,7 +46,7 @@ def assign_modes(points: torch.Tensor, centroids: torch.Tensor, groups: torch.Te
     """
     check_inputs(points, centroids, groups)
     if backend_for("assign_modes", points.device, backend) == "cpp":
-        index, dist = torch.ops.fastdistill.assign_modes(points, centroids, groups)
+        index, dist = torch.ops.fastdistill.assign_modes(points, centroids, groups, slack=kernel_slack(points))
     else:
         index, dist = assign_modes_torch(points, centroids, groups)
     if not torch.compiler.is_compiling():
@@ -110,78 +109,3 @@ def check_distances(dist: torch.Tensor, points: torch.Tensor) -> None:
     if not bool(torch.isfinite(points[row]).all()):
         raise FastDistillError(f"assign_modes: points contain NaN or Inf (first at row {row}); drop or fix those rows")
     raise FastDistillError(f"assign_modes: squared distance of row {row} overflows float32; rescale the data")
-
-
-def assign_modes_torch(points: torch.Tensor, centroids: torch.Tensor,
-                       groups: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The torch backend (and fallback): one chunked matmul + top-2 per group, with the same re-ranking rule."""
-    if groups is None:
-        return _nearest(points, centroids)
-    index = torch.empty(points.shape[0], dtype=torch.int64, device=points.device)
-    dist = torch.empty(points.shape[0], dtype=torch.float32, device=points.device)
-    order = torch.argsort(groups, stable=True)
-    start = 0
-    for g, count in enumerate(torch.bincount(groups, minlength=centroids.shape[0]).tolist()):
-        if count:
-            rows = order[start:start + count]
-            index[rows], dist[rows] = _nearest(points[rows], centroids[g])
-            start += count
-    return index, dist
-
-
-def _input_rounding() -> float:
-    """Relative rounding of fp32 matmul inputs under torch's float32 matmul precision (TF32 / bfloat16 inputs when it
-    is "high" / "medium"; counted as truncation, to be safe)."""
-    return {"high": 2.0 ** -10, "medium": 2.0 ** -7}.get(torch.get_float32_matmul_precision(), 0.0)
-
-
-def _nearest(x: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Nearest of K centroids c [K, D] for every row of x [n, D] (one group)."""
-    n, d = x.shape
-    k = c.shape[0]
-    cf = c.float()
-    c64 = c.double()
-    cnorm = c64.square().sum(1)
-    cmax = float(cnorm.max().sqrt())
-    u = 2.0 ** -24
-    slack = 4.5 * ((d + 2) * u / (1 - (d + 2) * u) + 2.01 * _input_rounding())
-    index = torch.empty(n, dtype=torch.int64, device=x.device)
-    dist = torch.empty(n, dtype=torch.float32, device=x.device)
-    step = max(1, _CHUNK_ELEMENTS // max(k, d))
-    for lo in range(0, n, step):
-        xc = x[lo:lo + step]
-        scores = torch.addmm(cnorm.float(), xc.float(), cf.T, alpha=-2.0)  # ||c||^2 - 2 x.c
-        if k == 1:
-            best = torch.zeros(xc.shape[0], dtype=torch.int64, device=x.device)
-        else:
-            top, pos = scores.topk(2, dim=1, largest=False)
-            best = pos[:, 0]
-        exact = (xc.double() - c64[best]).square().sum(1)
-        if k > 1:
-            window = slack * (2 * cmax + exact.sqrt()).square()
-            near = (top[:, 1].double() - top[:, 0].double()) <= window
-            if bool(near.any()):
-                rows = near.nonzero()[:, 0]
-                best[rows], exact[rows] = _rerank(xc[rows], c64, scores[rows], top[rows, 0], window[rows])
-        index[lo:lo + step] = best
-        dist[lo:lo + step] = exact.float()
-    return index, dist
-
-
-def _rerank(x: torch.Tensor, c64: torch.Tensor, scores: torch.Tensor, low: torch.Tensor,
-            window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Among centroids scoring within ``window`` of the best, the float64-nearest one (lowest index on ties)."""
-    limit = low.double() + window
-    exact = torch.cdist(x.double(), c64, compute_mode="donot_use_mm_for_euclid_dist").square()
-    exact = torch.where(scores.double() <= limit[:, None], exact, math.inf)
-    best = exact.argmin(1)  # first occurrence of the minimum: the lowest index among ties
-    return best, exact.gather(1, best[:, None])[:, 0]
-
-
-if _extension.available():
-
-    @torch.library.register_fake("fastdistill::assign_modes")
-    def _assign_modes_fake(points: torch.Tensor, centroids: torch.Tensor,
-                           groups: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        n = points.shape[0]
-        return points.new_empty(n, dtype=torch.int64), points.new_empty(n, dtype=torch.float32)

@@ -3,9 +3,9 @@
 Groups are clustered in batches of consecutive groups of about 32 MB of points (the CPU's last-level cache; 1 GB on
 CUDA), each from seeding to convergence while it stays in cache. Each Lloyd iteration is one pass over a batch:
 ``fastdistill::kmeans_step`` (backend ``cpp``) assigns every point as ``assign_modes`` does and accumulates the
-per-centroid float64 sums in a fixed order, so results are bit-reproducible for a seed. The ``torch`` backend (used
-without the extension) does the same with ``assign_modes_torch`` and ``index_add_``; on CUDA ``index_add_`` uses
-atomics, so only the ``cpp`` backend is reproducible there.
+per-centroid float64 sums in a fixed order, so results are bit-reproducible for a seed. The ``torch`` backend
+(``kmeans_torch``, used without the extension) does the same with ``assign_modes_torch`` and ``index_add_``; on CUDA
+``index_add_`` uses atomics, so only the ``cpp`` backend is reproducible there.
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ import math
 
 import torch
 
-from fastdistill import _extension
 from fastdistill.errors import FastDistillError
-from fastdistill.ops.assign_modes import DTYPES, assign_modes, assign_modes_torch
+from fastdistill.ops.assign_modes import DTYPES, assign_modes
+from fastdistill.ops.kmeans_torch import kmeans_step_torch
 from fastdistill.ops.registry import backend_for
+from fastdistill.ops.rerank_bound import kernel_slack
 
 INITS = ("k-means++", "random")
-_ROWS_PER_CHUNK = 1 << 16
 _CHECK_ELEMENTS = 1 << 22
 _CPU_BATCH_BYTES = 32 << 20  # about the last-level cache
 _CUDA_BATCH_BYTES = 1 << 30
@@ -107,7 +107,7 @@ def _kmeans_batch(x: torch.Tensor, counts: torch.Tensor, offsets: list[int], gro
     else:
         centroids = _random_init(x, counts, offsets, k, generator)
 
-    step = _kmeans_step_cpp if use_cpp else _kmeans_step_torch
+    step = _kmeans_step_cpp if use_cpp else kmeans_step_torch
     previous = None
     stable = False
     for _ in range(iters):
@@ -251,20 +251,8 @@ def _random_init(x: torch.Tensor, counts: torch.Tensor, offsets: list[int], k: i
 
 def _kmeans_step_cpp(x: torch.Tensor, centroids: torch.Tensor, groups: torch.Tensor | None):
     index, dist, sums, sizes = torch.ops.fastdistill.kmeans_step(x, centroids if groups is not None else centroids[0],
-                                                                groups)
+                                                                groups, slack=kernel_slack(x))
     return index, dist, sums.view(centroids.shape), sizes.view(centroids.shape[:2])
-
-
-def _kmeans_step_torch(x: torch.Tensor, centroids: torch.Tensor, groups: torch.Tensor | None):
-    """``kmeans_step`` in torch: assignment, then float64 sums per centroid (group-sorted points, in row order)."""
-    index, dist = assign_modes_torch(x, centroids if groups is not None else centroids[0], groups)
-    num_groups, k, dim = centroids.shape
-    key = index if groups is None else groups * k + index
-    sums = torch.zeros(num_groups * k, dim, dtype=torch.float64, device=x.device)
-    for lo in range(0, x.shape[0], _ROWS_PER_CHUNK):
-        sums.index_add_(0, key[lo:lo + _ROWS_PER_CHUNK], x[lo:lo + _ROWS_PER_CHUNK].double())
-    sizes = torch.bincount(key, minlength=num_groups * k)
-    return index, dist, sums.view(num_groups, k, dim), sizes.view(num_groups, k)
 
 
 def _relocate_empty(x: torch.Tensor, offsets: list[int], index: torch.Tensor, dist: torch.Tensor, sums: torch.Tensor,
@@ -283,18 +271,3 @@ def _relocate_empty(x: torch.Tensor, offsets: list[int], index: torch.Tensor, di
             sizes[g, c] = 1
             index[row] = c
             dist[row] = 0.0
-
-
-if _extension.available():
-
-    @torch.library.register_fake("fastdistill::group_dots")
-    def _group_dots_fake(points: torch.Tensor, centroids: torch.Tensor,
-                         groups: torch.Tensor | None = None) -> torch.Tensor:
-        return points.new_empty(points.shape[0], centroids.shape[-2], dtype=torch.float32)
-
-    @torch.library.register_fake("fastdistill::kmeans_step")
-    def _kmeans_step_fake(points: torch.Tensor, centroids: torch.Tensor, groups: torch.Tensor | None = None):
-        n = points.shape[0]
-        return (points.new_empty(n, dtype=torch.int64), points.new_empty(n, dtype=torch.float32),
-                centroids.new_empty(centroids.shape, dtype=torch.float64),
-                centroids.new_empty(centroids.shape[:-1], dtype=torch.int64))

@@ -21,14 +21,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from fastdistill.errors import FastDistillError
-from fastdistill.ops.bn_stat_loss import (
-    bn_stat_loss_backward,
-    bn_stat_loss_forward,
-    check_bn_input,
-    fp32_statistic,
-    torch_bn_stat_loss_backward,
-    torch_bn_stat_loss_forward,
-)
+from fastdistill.ops.bn_stat_loss import check_bn_input, fp32_statistic
+from fastdistill.ops.bn_stat_loss_torch import torch_bn_stat_loss_backward, torch_bn_stat_loss_forward
+from fastdistill.ops.bn_stat_loss_triton import bn_stat_loss_backward, bn_stat_loss_forward
 from fastdistill.ops.registry import backend_for
 
 
