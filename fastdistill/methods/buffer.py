@@ -74,10 +74,7 @@ def load_buffer(folder: str | Path | None, info: DatasetInfo, arch: str, fm: Fla
     if meta.get("dataset", {}).get("name") != info.name or meta.get("arch") != arch:
         raise FastDistillError(f"buffer {folder} was made for {meta.get('dataset', {}).get('name')}/{meta.get('arch')}"
                                f", not {info.name}/{arch}; {how}")
-    try:
-        trajectories = torch_load(folder / TRAJECTORIES)["trajectories"]
-    except Exception as exc:
-        raise FastDistillError(f"{folder / TRAJECTORIES} is unreadable ({type(exc).__name__}); {how}") from exc
+    trajectories = torch_load(folder / TRAJECTORIES, how)["trajectories"]
     if trajectories.dim() != 3 or trajectories.shape[2] != fm.numel:
         raise FastDistillError(f"buffer {folder} holds {tuple(trajectories.shape)} parameters, the network has "
                                f"{fm.numel}; {how}")

@@ -20,7 +20,7 @@ from torchvision.utils import make_grid
 
 from fastdistill.data.base import DatasetInfo, to_uint8
 from fastdistill.errors import FastDistillError
-from fastdistill.utils.io import atomic_path, torch_load, torch_save
+from fastdistill.utils.io import atomic_path, ensure_dir, torch_load, torch_save, write_bytes
 
 TENSORS = "distilled.pt"
 
@@ -67,9 +67,9 @@ def save_distilled(run_dir: str | Path, pixels: torch.Tensor, labels: torch.Tens
         data, decoded = _encode(hwc[..., 0] if hwc.shape[2] == 1 else hwc, image_format, jpeg_quality)
         stored[i] = torch.from_numpy(decoded.reshape(hwc.shape).copy()).permute(2, 0, 1)
         folder = tmp_dir / class_folder(c, info.classes[c])
-        folder.mkdir(parents=True, exist_ok=True)
+        ensure_dir(folder)
         tag = f"_{tags[i]}" if tags else ""
-        (folder / f"{k:04d}{tag}.{ext}").write_bytes(data)
+        write_bytes(folder / f"{k:04d}{tag}.{ext}", data, needed=images.numel())
     final_dir = run_dir / "images"
     shutil.rmtree(final_dir, ignore_errors=True)
     tmp_dir.rename(final_dir)
@@ -97,7 +97,7 @@ def save_grid(path: str | Path, images: torch.Tensor, labels: torch.Tensor, num_
         grid_in = torch.nn.functional.interpolate(grid_in, scale_factor=scale, mode="nearest")
     grid = make_grid(grid_in, nrow=per_row, padding=2, pad_value=1.0)
     arr = (grid.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
-    with atomic_path(path) as tmp:
+    with atomic_path(path, needed=arr.nbytes) as tmp:
         Image.fromarray(arr).save(tmp, format="PNG")
 
 
@@ -107,11 +107,7 @@ def load_distilled(path: str | Path) -> dict:
     file = path / TENSORS if path.is_dir() else path
     if not file.exists():
         raise FastDistillError(f"{file} not found; pass a run folder written by a fastdistill pipeline")
-    try:
-        record = torch_load(file)
-    except Exception as exc:
-        msg = f"{file} is not a readable distilled set ({type(exc).__name__}); rerun the pipeline"
-        raise FastDistillError(msg) from exc
+    record = torch_load(file, "it is not a readable distilled set: rerun the pipeline")
     for key in ("images", "labels", "classes"):
         if key not in record:
             raise FastDistillError(f"{file} lacks '{key}'; it was not written by fastdistill")
