@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from fastdistill.errors import FastDistillError
 
@@ -186,7 +187,7 @@ def torch_load(path: str | os.PathLike, what_to_do: str = "rerun the command tha
 def torch_load_checkpoint(path: str | os.PathLike) -> Any | None:
     """A resumable unit's checkpoint, or None when it is absent or unreadable: the caller redoes that unit.
 
-    An unreadable file (empty, truncated, garbled) is reported on one line of stderr.
+    An unreadable file (empty, truncated, garbled) is reported on one line of stderr (above any progress bar).
     """
     path = Path(path)
     if not path.is_file():
@@ -194,7 +195,7 @@ def torch_load_checkpoint(path: str | os.PathLike) -> Any | None:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except UNREADABLE as exc:
-        print(f"warning: {path} cannot be read ({_reason(exc, path)}); redoing that step", file=sys.stderr)
+        tqdm.write(f"warning: {path} cannot be read ({_reason(exc, path)}); redoing that step", file=sys.stderr)
         return None
 
 
