@@ -1,4 +1,4 @@
-"""Through the CLI: a truncated checkpoint is redone on --resume (same images), a full disk ends in one line, and a
+"""Through the CLI: unreadable checkpoints are redone on --resume (same images), a full disk ends in one line, and a
 Ctrl-C while the CLI is still importing ends in one line with status 130."""
 
 from __future__ import annotations
@@ -38,6 +38,30 @@ def test_truncated_checkpoints_are_redone_on_resume(tmp_path, capsys):
     assert len(warnings) == 2 and str(selection) in warnings[0] and str(group0) in warnings[1]
     assert group1.stat().st_mtime_ns == kept  # only the unreadable unit was redone
     assert torch.load(group0, weights_only=True)["images"].shape[0] > 0
+    a, b = (torch.load(run / "distilled.pt", weights_only=True) for run in (done, resumed))
+    assert torch.equal(a["images"], b["images"]) and torch.equal(a["labels"], b["labels"])
+
+
+def test_unreadable_mgd_chunks_and_modes_are_redone_on_resume(tmp_path, capsys):
+    pytest.importorskip("diffusers")
+    pixel, done, resumed = tmp_path / "pixel", tmp_path / "done", tmp_path / "resumed"
+    assert main(["train-diffusion", "--steps", "3", "--batch-size", "8", "--width", "8", "--output", str(pixel),
+                 "--device", "cpu", "--seed", "1"]) == 0
+    argv = ["mgd", "--diffusion", str(pixel), "--ipc", "2", "--steps", "4", "--batch-size", "8", *COMMON]
+    assert main([*argv, "--output", str(done)]) == 0
+    shutil.copytree(done, resumed)
+    for name in ("distilled.pt", "grid.png", "images"):
+        path = resumed / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    broken = [resumed / "modes.pt", resumed / "latents" / "chunk_00000.pt", resumed / "samples" / "chunk_00001.pt"]
+    for path, data in zip(broken, [b"garbage", b"", (resumed / "samples" / "chunk_00001.pt").read_bytes()[:300]],
+                          strict=True):
+        path.write_bytes(data)
+    capsys.readouterr()
+
+    assert main([*argv, "--output", str(resumed), "--resume"]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 3 and all(str(p) in w for p, w in zip(broken, warnings, strict=True))
     a, b = (torch.load(run / "distilled.pt", weights_only=True) for run in (done, resumed))
     assert torch.equal(a["images"], b["images"]) and torch.equal(a["labels"], b["labels"])
 
