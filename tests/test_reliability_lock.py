@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import subprocess
@@ -79,3 +81,26 @@ def test_run_folder_under_a_file(tmp_path):
     (tmp_path / "f").write_text("x")
     with pytest.raises(FastDistillError, match="is a file, not a folder"), run_lock(tmp_path / "f" / "run"):
         pass
+
+
+def test_folder_made_for_the_lock_is_removed_when_nothing_was_written(tmp_path):
+    with run_lock(tmp_path / "new"):
+        assert (tmp_path / "new").is_dir()
+    assert not (tmp_path / "new").exists()
+    with run_lock(tmp_path / "kept"):
+        (tmp_path / "kept" / "config.json").write_text("{}")
+    assert (tmp_path / "kept" / "config.json").exists() and not (tmp_path / "kept" / LOCK_FILE).exists()
+    (tmp_path / "existing").mkdir()
+    with run_lock(tmp_path / "existing"):
+        pass
+    assert (tmp_path / "existing").is_dir()
+
+
+def test_file_system_without_locks(tmp_path, monkeypatch, capsys):
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with run_lock(tmp_path) as path:
+        assert json.loads(path.read_text())["pid"] == os.getpid()
+    assert "cannot lock files" in capsys.readouterr().err

@@ -22,6 +22,7 @@ from fastdistill.errors import FastDistillError
 from fastdistill.utils.io import ensure_dir, write_error
 
 LOCK_FILE = ".lock"
+UNSUPPORTED = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS)
 
 
 def _holder(fd: int) -> dict:
@@ -51,6 +52,10 @@ def _acquire(run_dir: Path) -> int:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
+            if exc.errno in UNSUPPORTED:
+                print(f"warning: {run_dir}'s file system cannot lock files; nothing stops a second process from "
+                      "using this run folder", file=sys.stderr)
+                return fd
             info = _holder(fd)
             os.close(fd)
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
@@ -67,12 +72,19 @@ def _acquire(run_dir: Path) -> int:
 
 @contextlib.contextmanager
 def run_lock(run_dir: str | os.PathLike) -> Iterator[Path]:
-    """Hold ``run_dir`` for this process (creating the folder); yields the lock file's path.
+    """Hold ``run_dir`` for this process; yields the lock file's path.
 
-    Raises a one-line ``FastDistillError`` naming the holder's pid when another live process holds it.
+    Raises a one-line ``FastDistillError`` naming the holder's pid when another live process holds it. A folder that
+    did not exist is created, and removed again on release if nothing else was written to it.
     """
+    created = not Path(run_dir).exists()
     run_dir = ensure_dir(run_dir)
-    fd = _acquire(run_dir)
+    try:
+        fd = _acquire(run_dir)
+    except FastDistillError:
+        if created:
+            _remove_if_empty(run_dir)
+        raise
     path = run_dir / LOCK_FILE
     try:
         stale = _holder(fd)
@@ -90,3 +102,10 @@ def run_lock(run_dir: str | os.PathLike) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)  # while still locked, so no one can lock the old file after us
         os.close(fd)
+        if created:
+            _remove_if_empty(run_dir)
+
+
+def _remove_if_empty(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        folder.rmdir()
