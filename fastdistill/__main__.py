@@ -1,3 +1,12 @@
-from fastdistill.cli import main
+"""``python -m fastdistill``: a Ctrl-C while the CLI is still importing ends in one line and exit status 130."""
 
-raise SystemExit(main())
+import sys
+
+try:
+    from fastdistill.cli import main
+
+    code = main()
+except KeyboardInterrupt:  # during imports or argument parsing; main() reports interrupts of a running command
+    print("interrupted before the command started; nothing was written", file=sys.stderr)
+    code = 130
+raise SystemExit(code)

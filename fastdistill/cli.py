@@ -12,6 +12,7 @@ import pkgutil
 import sys
 
 from fastdistill.commands._options import add_options, parse_options
+from fastdistill.commands.rundir import release_run_dirs
 from fastdistill.errors import FastDistillError
 
 
@@ -58,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: finished work is saved; rerun with --resume to continue", file=sys.stderr)
         return 130
+    finally:
+        release_run_dirs()
 
 
 if __name__ == "__main__":

@@ -75,7 +75,7 @@ def test_load_distilled_errors(tmp_path):
     with pytest.raises(FastDistillError, match="not found"):
         load_distilled(tmp_path)
     (tmp_path / "distilled.pt").write_bytes(b"garbage")
-    with pytest.raises(FastDistillError, match="unreadable"):
+    with pytest.raises(FastDistillError, match="cannot be read"):
         load_distilled(tmp_path)
 
 

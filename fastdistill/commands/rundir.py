@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -10,12 +11,17 @@ import torch
 from fastdistill.commands.provenance import provenance
 from fastdistill.errors import FastDistillError
 from fastdistill.utils.io import read_json, write_json
+from fastdistill.utils.lock import LOCK_FILE, run_lock
 
 CONFIG = "config.json"
+_HELD = contextlib.ExitStack()  # the run folders this command holds (released by ``release_run_dirs``)
 
 
 def prepare_run_dir(output: str | None, command: str, resume: bool) -> Path:
-    """Create (or reopen with ``resume``) the output folder; refuse to overwrite another finished or partial run."""
+    """Create (or reopen with ``resume``) the output folder and hold its lock until :func:`release_run_dirs`.
+
+    Refuses to overwrite another finished or partial run, and a folder another process holds.
+    """
     if output is None:
         if resume:
             raise FastDistillError("--resume needs --output DIR naming the interrupted run")
@@ -24,12 +30,21 @@ def prepare_run_dir(output: str | None, command: str, resume: bool) -> Path:
             path = path.with_name(path.name + "-1")
     else:
         path = Path(output)
-    if path.exists() and any(path.iterdir()) and not resume:
+    if str(output).strip() == "":
+        raise FastDistillError("--output is empty; name a folder for the run")
+    if path.exists() and not path.is_dir():
+        raise FastDistillError(f"--output {path} is a file; name a folder for the run")
+    if path.exists() and any(p.name != LOCK_FILE for p in path.iterdir()) and not resume:
         raise FastDistillError(f"{path} already holds a run; pass --resume to continue it or choose another --output")
     if resume and not (path / CONFIG).exists():
         raise FastDistillError(f"--resume: {path} holds no interrupted run (no {CONFIG}); drop --resume to start one")
-    path.mkdir(parents=True, exist_ok=True)
+    _HELD.enter_context(run_lock(path))
     return path
+
+
+def release_run_dirs() -> None:
+    """Release the locks :func:`prepare_run_dir` took (a folder that received nothing is removed again)."""
+    _HELD.close()
 
 
 def write_config(run_dir: Path, command: str, config: dict, device: torch.device, **extra: object) -> dict:

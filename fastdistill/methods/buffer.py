@@ -20,7 +20,7 @@ from fastdistill.errors import FastDistillError
 from fastdistill.methods.config import MethodConfig
 from fastdistill.methods.functional import FlatModel, train_networks
 from fastdistill.methods.realdata import RealData
-from fastdistill.utils.io import load_or_raise, read_json, torch_save, write_json
+from fastdistill.utils.io import read_json, torch_load, torch_save, write_json
 
 TRAJECTORIES, META = "trajectories.pt", "buffer.json"
 
@@ -74,7 +74,7 @@ def load_buffer(folder: str | Path | None, info: DatasetInfo, arch: str, fm: Fla
     if meta.get("dataset", {}).get("name") != info.name or meta.get("arch") != arch:
         raise FastDistillError(f"buffer {folder} was made for {meta.get('dataset', {}).get('name')}/{meta.get('arch')}"
                                f", not {info.name}/{arch}; {how}")
-    record = load_or_raise(folder / TRAJECTORIES, how)
+    record = torch_load(folder / TRAJECTORIES, how)
     if not isinstance(record, dict) or "trajectories" not in record:
         raise FastDistillError(f"{folder / TRAJECTORIES} holds no 'trajectories'; {how}")
     trajectories = record["trajectories"]

@@ -169,4 +169,5 @@ class MTT(Method):
         self.lr_optimizer.load_state_dict(state["lr_optimizer"])
         self.trajectories_file = state["trajectories_file"]
         if self.trajectories_file is not None:
-            self.trajectories = torch_load(self.workdir / self.trajectories_file).to(self.data.x.device)
+            how = f"delete {self.workdir / 'checkpoint.pt'} to restart the run"
+            self.trajectories = torch_load(self.workdir / self.trajectories_file, how).to(self.data.x.device)

@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
 from torch import nn
 
 from fastdistill.data.base import DatasetInfo
 from fastdistill.errors import FastDistillError
 from fastdistill.models.registry import build_model
-from fastdistill.utils.io import atomic_path, read_json, write_json
+from fastdistill.utils.io import atomic_path, payload_bytes, read_json, write_json
 
 WEIGHTS, META = "teacher.safetensors", "teacher.json"
 
@@ -20,10 +21,22 @@ def save_teacher(folder: str | Path, model: nn.Module, arch: str, info: DatasetI
     """Write ``teacher.safetensors`` and ``teacher.json`` into ``folder``; returns the folder."""
     folder = Path(folder)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(folder / WEIGHTS) as tmp:
-        save_file(state, str(tmp))
+    bad = _non_finite(state)
+    if bad:
+        raise FastDistillError(f"refusing to save the teacher to {folder / WEIGHTS}: {bad} holds NaN/inf (training "
+                               "diverged); retrain with a lower --lr")
+    with atomic_path(folder / WEIGHTS, needed=payload_bytes(state)) as tmp:
+        tmp.write_bytes(save(state))
     write_json(folder / META, {"arch": arch, "dataset": info.to_dict(), **meta})
     return folder
+
+
+def _non_finite(state: dict[str, torch.Tensor]) -> str | None:
+    """The name of the first floating-point tensor in ``state`` holding NaN or inf, if any."""
+    for name, value in state.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            return name
+    return None
 
 
 def _resolve(path: str | Path) -> tuple[Path, Path]:
@@ -44,7 +57,10 @@ def load_teacher(path: str | Path, info: DatasetInfo, device: torch.device | str
     """Load a frozen (eval, no-grad) teacher and check it fits the dataset: class count, names, channels, input size."""
     weights, meta_path = _resolve(path)
     meta = read_json(meta_path)
-    trained = meta.get("dataset", {})
+    if not isinstance(meta, dict) or not isinstance(meta.get("arch"), str) or not isinstance(meta.get("dataset"), dict):
+        raise FastDistillError(f"teacher metadata {meta_path} lacks 'arch' or 'dataset'; it is written by "
+                               "`fastdistill squeeze`: retrain the teacher or restore that file")
+    trained = meta["dataset"]
     if len(trained.get("classes", [])) != info.num_classes:
         raise FastDistillError(f"teacher {path} predicts {len(trained.get('classes', []))} classes but {info.name} has "
                                f"{info.num_classes}; use a teacher trained on this dataset")
@@ -56,7 +72,17 @@ def load_teacher(path: str | Path, info: DatasetInfo, device: torch.device | str
                                f"the data is {info.channels}x{info.image_size}px; use a matching teacher")
     model = build_model(meta["arch"], info.num_classes, info.channels, info.image_size)
     try:
-        model.load_state_dict(load_file(str(weights)))
+        state = load_file(str(weights))
+    except (SafetensorError, OSError) as exc:
+        what = "empty" if weights.stat().st_size == 0 else "truncated or corrupt"
+        raise FastDistillError(f"teacher weights {weights} cannot be read ({what}); retrain the teacher with "
+                               "`fastdistill squeeze` or copy the file again") from exc
+    bad = _non_finite(state)
+    if bad:
+        raise FastDistillError(f"teacher weights {weights} hold NaN/inf (in {bad}); its training diverged: retrain "
+                               "it with a lower --lr")
+    try:
+        model.load_state_dict(state)
     except (RuntimeError, OSError) as exc:
         raise FastDistillError(f"teacher weights {weights} do not match architecture {meta['arch']} "
                                f"({str(exc).splitlines()[0][:120]})") from exc

@@ -21,7 +21,7 @@ from torchvision.utils import make_grid
 
 from fastdistill.data.base import DatasetInfo, to_uint8
 from fastdistill.errors import FastDistillError
-from fastdistill.utils.io import atomic_path, load_or_raise, torch_save
+from fastdistill.utils.io import atomic_path, ensure_dir, torch_load, torch_save, write_bytes
 
 TENSORS = "distilled.pt"
 GRID_PADDING = 2
@@ -70,9 +70,9 @@ def save_distilled(run_dir: str | Path, pixels: torch.Tensor, labels: torch.Tens
         data, decoded = _encode(hwc[..., 0] if hwc.shape[2] == 1 else hwc, image_format, jpeg_quality)
         stored[i] = torch.from_numpy(decoded.reshape(hwc.shape).copy()).permute(2, 0, 1)
         folder = tmp_dir / class_folder(c, info.classes[c])
-        folder.mkdir(parents=True, exist_ok=True)
+        ensure_dir(folder)
         tag = f"_{tags[i]}" if tags else ""
-        (folder / f"{k:04d}{tag}.{ext}").write_bytes(data)
+        write_bytes(folder / f"{k:04d}{tag}.{ext}", data, needed=images.numel())
     final_dir = run_dir / "images"
     shutil.rmtree(final_dir, ignore_errors=True)
     tmp_dir.rename(final_dir)
@@ -105,7 +105,7 @@ def save_grid(path: str | Path, images: torch.Tensor, labels: torch.Tensor, num_
     names = [str(c) for c in range(num_classes)] if class_names is None else list(class_names)
     texts = [str(c) if n == str(c) else f"{c}: {n}" for c, n in enumerate(names)]
     labelled = _label_rows(Image.fromarray(arr).convert("RGB"), texts, grid_in.shape[-2] + GRID_PADDING)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, needed=labelled.width * labelled.height * 3) as tmp:
         labelled.save(tmp, format="PNG")
 
 
@@ -138,7 +138,7 @@ def load_distilled(path: str | Path) -> dict:
     file = path / TENSORS if path.is_dir() else path
     if not file.exists():
         raise FastDistillError(f"{file} not found; pass a run folder written by a fastdistill pipeline")
-    record = load_or_raise(file, "it is not a distilled set; rerun the pipeline")
+    record = torch_load(file, "it is not a readable distilled set: rerun the pipeline")
     for key in ("images", "labels", "classes"):
         if key not in record:
             raise FastDistillError(f"{file} lacks '{key}'; it was not written by fastdistill")

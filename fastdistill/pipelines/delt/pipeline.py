@@ -21,7 +21,7 @@ from fastdistill.methods.delt.recover import recover
 from fastdistill.methods.delt.selection import select_initial, true_class_probability
 from fastdistill.pipelines.delt.teacher import obtain_teacher
 from fastdistill.pipelines.outputs import save_distilled
-from fastdistill.utils.io import torch_load, torch_save, write_json
+from fastdistill.utils.io import torch_load_checkpoint, torch_save, write_json
 from fastdistill.utils.seed import generator
 
 
@@ -32,8 +32,8 @@ def run_delt(ds: Dataset, cfg: DELTConfig, run_dir: Path, device: torch.device, 
     start = time.time()
     teacher, teacher_path = obtain_teacher(ds, teacher_path, run_dir, cfg, device)
     sel_file = run_dir / "progress" / "selection.pt"
-    if sel_file.exists():
-        chosen = torch_load(sel_file)["chosen"]
+    if (saved := torch_load_checkpoint(sel_file)) is not None:
+        chosen = saved["chosen"]
     else:
         scores = true_class_probability(teacher, ds.train.images, ds.train.labels, selection_input(ds, cfg.mode))
         chosen = select_initial(scores, ds.train.labels, ds.info.num_classes, cfg.ipc, cfg.selection,
@@ -48,8 +48,9 @@ def run_delt(ds: Dataset, cfg: DELTConfig, run_dir: Path, device: torch.device, 
     recovered_time = 0.0
     for launch in tqdm(launches, desc="DELT launches", disable=not progress or len(launches) == 1):
         files = [run_dir / "progress" / f"group_{g.gid:05d}.pt" for g in launch]
-        if all(f.exists() for f in files):
-            results.update({g.gid: torch_load(f)["images"] for g, f in zip(launch, files, strict=True)})
+        done = [torch_load_checkpoint(f) for f in files]
+        if all(d is not None for d in done):
+            results.update({g.gid: d["images"] for g, d in zip(launch, done, strict=True)})
             continue
         x0 = torch.cat([initial_images(ds, g.indices, cfg.mode) for g in launch]).to(device)
         labels = torch.tensor([c for g in launch for c in g.classes], device=device)

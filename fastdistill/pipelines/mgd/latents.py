@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from fastdistill.data.base import to_float
 from fastdistill.errors import FastDistillError
-from fastdistill.utils.io import read_json, torch_load, torch_save, write_json
+from fastdistill.utils.io import read_json, torch_load_checkpoint, torch_save, write_json
 
 
 def content_hash(images: torch.Tensor) -> str:
@@ -46,9 +46,8 @@ def encode_cached(codec, images: torch.Tensor, cache_dir: Path, batch_size: int,
     starts = range(0, images.shape[0], CHUNK)
     for k, start in enumerate(tqdm(starts, desc="encoding real images", leave=False, disable=not progress)):
         file = cache_dir / f"chunk_{k:05d}.pt"
-        if file.exists():
-            part = torch_load(file)
-        else:
+        part = torch_load_checkpoint(file)
+        if part is None:
             block = images[start:start + CHUNK]
             part = torch.cat([codec.encode(to_float(block[i:i + batch_size]).to(device)).to(torch.float16).cpu()
                               for i in range(0, block.shape[0], batch_size)])

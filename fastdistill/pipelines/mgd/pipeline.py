@@ -20,7 +20,7 @@ from fastdistill.pipelines.mgd.modes import discover_modes
 from fastdistill.pipelines.mgd.sampler import GuidanceConfig, row_seed, sample_rows
 from fastdistill.pipelines.mgd.schedule import guided_step_count, stop_index
 from fastdistill.pipelines.outputs import save_distilled
-from fastdistill.utils.io import torch_load, torch_save
+from fastdistill.utils.io import torch_load_checkpoint, torch_save
 
 DECODE_BATCH = 32
 
@@ -50,8 +50,8 @@ def _modes(data: Dataset, gen: Generator, cfg: MGDConfig, run_dir: Path, device:
            progress: bool) -> torch.Tensor:
     """Modes [classes, ipc, *latent] from the cached real latents (``run_dir/modes.pt`` once computed)."""
     modes_file = run_dir / "modes.pt"
-    if modes_file.exists():
-        return torch_load(modes_file)
+    if (modes := torch_load_checkpoint(modes_file)) is not None:
+        return modes
     cache = Path(cfg.latent_cache) if cfg.latent_cache else run_dir / "latents"
     latents = encode_cached(gen.codec, data.train.images, cache, cfg.batch_size, device, progress)
     modes = discover_modes(latents, data.train.labels, data.info.classes, cfg.ipc, cfg.modes, cfg.closest_real,
@@ -87,13 +87,13 @@ def run_mgd(data: Dataset, gen: Generator, cfg: MGDConfig, run_dir: Path, device
     starts = range(0, len(rows), cfg.batch_size)
     for n, start in enumerate(tqdm(starts, desc="MGD3 chunks", disable=not progress)):
         file = samples_dir / f"chunk_{n:05d}.pt"
-        if not file.exists():
+        if (chunk := torch_load_checkpoint(file)) is None:
             stop = start + cfg.batch_size
             latents = sample_rows(gen.denoiser, guidance, gen.scheduler_config, gen_labels[start:stop],
                                   None if flat_modes is None else flat_modes[start:stop], seeds[start:stop],
                                   cfg.batch_size, progress)
-            torch_save(file, _decode(gen.codec, latents, device))
-        chunks.append(torch_load(file))
+            torch_save(file, chunk := _decode(gen.codec, latents, device))
+        chunks.append(chunk)
     images = torch.cat(chunks)
     steps = guidance.steps
     extra = {"method": "mgd3", "generator": gen.kind, "generator_sources": gen.sources, "class_ids": class_ids,

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from fastdistill.data.base import Dataset, to_float
 from fastdistill.errors import FastDistillError
 from fastdistill.pipelines.mgd._deps import require_diffusers
-from fastdistill.utils.io import torch_load, torch_save, write_json
+from fastdistill.utils.io import torch_load_checkpoint, torch_save, write_json
 
 META = "diffusion.json"
 CHECKPOINT = "checkpoint.pt"
@@ -82,8 +82,7 @@ def train_pixel_diffusion(data: Dataset, run_dir: Path, cfg: PixelTrainConfig, d
     gen = torch.Generator().manual_seed(cfg.seed)
     step, losses = 0, []
     ckpt_path = run_dir / CHECKPOINT
-    if ckpt_path.exists():
-        state = torch_load(ckpt_path)
+    if (state := torch_load_checkpoint(ckpt_path)) is not None:
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["optimizer"])

@@ -28,7 +28,7 @@ from fastdistill.methods.config import MethodConfig
 from fastdistill.methods.realdata import RealData
 from fastdistill.methods.synset import StageImages
 from fastdistill.pipelines.outputs import save_distilled
-from fastdistill.utils.io import load_or_raise, torch_save
+from fastdistill.utils.io import torch_load_checkpoint, torch_save
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -82,10 +82,9 @@ class ProgressiveRun:
 
     def load_checkpoint(self) -> bool:
         """Restore the last checkpoint; False if there is none (the run starts from the beginning)."""
-        path = self.run_dir / CHECKPOINT
-        if not path.exists():
+        state = torch_load_checkpoint(self.run_dir / CHECKPOINT)
+        if state is None:
             return False
-        state = load_or_raise(path, "delete it to restart the run")
         device = self.data.x.device
         self.stage, self.phase, self.iteration = state["stage"], state["phase"], state["iteration"]
         self.frozen = state["frozen"].to(device)
