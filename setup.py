@@ -4,7 +4,9 @@ Environment knobs:
   FASTDISTILL_CUDA=0|1   CUDA sources off / on (default: on with a CUDA toolkit and a CUDA build of torch)
   TORCH_CUDA_ARCH_LIST   GPU architectures (default when no GPU is visible: "8.0;9.0+PTX")
   FASTDISTILL_DEBUG=1    -O0 -g
-Install with ``pip install --no-build-isolation .`` so the extension is compiled against the torch you already have.
+Install with ``pip install --no-build-isolation -e .`` so the extension is compiled against the torch you already have
+and lands in the source tree (``fastdistill/_C*.so``), which is what ``python -m fastdistill`` imports from the
+repository root. Objects stay under ``build/``: the next install recompiles only changed sources.
 """
 
 import glob
@@ -12,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 
 from setuptools import setup
 
@@ -43,12 +46,18 @@ def find_cuda_home() -> str | None:
     return os.path.dirname(os.path.dirname(os.path.realpath(nvcc)))
 
 
+def build_dir() -> str:
+    """One object directory per platform and interpreter under ``<repo>/build/`` (pip's editable build would use a
+    fresh temporary one each time and recompile everything)."""
+    return os.path.join(ROOT, "build", f"temp.{sysconfig.get_platform()}-{sys.implementation.cache_tag}")
+
+
 def extensions() -> tuple[list, dict]:
     try:
         import torch  # noqa: F401
     except ImportError:
         log("torch is not importable in the build environment: building WITHOUT fastdistill._C "
-            "(the torch fallback will be used). Install torch first, then `pip install --no-build-isolation .`.")
+            "(the torch fallback will be used). Install torch first, then `pip install --no-build-isolation -e .`.")
         return [], {}
     cuda_home = find_cuda_home()
     if cuda_home is not None:
@@ -78,7 +87,7 @@ def extensions() -> tuple[list, dict]:
     log(f"torch {torch.__version__}; CUDA sources {'ON' if use_cuda else 'OFF'} ({why}); "
         f"arch list {os.environ.get('TORCH_CUDA_ARCH_LIST', '-') if use_cuda else '-'}; "
         f"{len(cpp_sources)} C++ + {len(cuda_sources) if use_cuda else 0} CUDA sources; "
-        f"{'debug' if debug else 'release'}")
+        f"{'debug' if debug else 'release'}; objects in {build_dir()}")
     if use_cuda:
         ext = CUDAExtension(
             "fastdistill._C",
@@ -97,7 +106,15 @@ def extensions() -> tuple[list, dict]:
             extra_compile_args={"cxx": cxx},
             extra_link_args=["-fopenmp"],
         )
-    return [ext], {"build_ext": BuildExtension.with_options(no_python_abi_suffix=False)}
+
+    class PersistentBuildExtension(BuildExtension):
+        """torch's ninja build in ``build_dir()``, so ninja reuses the objects of earlier installs."""
+
+        def finalize_options(self) -> None:
+            super().finalize_options()
+            self.build_temp = build_dir()
+
+    return [ext], {"build_ext": PersistentBuildExtension.with_options(no_python_abi_suffix=False)}
 
 
 ext_modules, cmdclass = extensions()

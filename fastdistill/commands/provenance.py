@@ -32,9 +32,16 @@ def devices() -> dict[str, object]:
 
 
 def provenance(device: torch.device | str) -> dict[str, object]:
-    """Versions, devices, extension status and per-op backends, for config.json."""
+    """Versions, devices, extension status and per-op backends, for config.json.
+
+    ``extension_loaded`` is True exactly when ``fastdistill._C`` was imported and registered its ops;
+    ``extension_file`` says which shared library that was.
+    """
     from fastdistill import _extension
     from fastdistill.ops.registry import describe
 
-    return {"versions": versions(), "devices": devices(), "extension": _extension.status(),
+    loaded = _extension.available()
+    module = sys.modules.get("fastdistill._C") if loaded else None
+    return {"versions": versions(), "devices": devices(), "extension_loaded": loaded,
+            "extension_file": getattr(module, "__file__", None), "extension": _extension.status(),
             "extension_build": _extension.build_info(), "backends": describe(device)}
