@@ -99,3 +99,24 @@ def test_ctrl_c_during_imports_is_one_line():
                           timeout=120)
     assert done.returncode == 130
     assert done.stderr.strip().splitlines() == ["interrupted before the command started; nothing was written"]
+
+
+def test_a_run_folder_held_by_another_process_is_refused_then_resumes(tmp_path, capsys):
+    teacher, run = tmp_path / "teacher", tmp_path / "run"
+    assert main(["squeeze", "--epochs", "1", "--output", str(teacher), "--device", "cpu", "--seed", "1"]) == 0
+    argv = [*DELT, "--teacher", str(teacher), *COMMON, "--output", str(run)]
+    assert main(argv) == 0
+    assert not (run / ".lock").exists()  # released when the command ends
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys\nfrom fastdistill.utils.lock import run_lock\n"
+         f"with run_lock({str(run)!r}):\n    print('held', flush=True)\n    sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        capsys.readouterr()
+        assert main([*argv, "--resume"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"in use by pid {holder.pid}" in err[0]
+    finally:
+        holder.communicate("")
+    assert main([*argv, "--resume"]) == 0
