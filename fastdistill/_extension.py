@@ -32,8 +32,9 @@ def _load() -> dict | None:
         _STATUS = f"fastdistill._C could not be loaded ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
         if os.environ.get("FASTDISTILL_MORE_DETAILS") == "1":
             traceback.print_exc()
-        warnings.warn(f"{_STATUS}; using the torch fallback. Rebuild in place with `pip install --no-build-isolation -e .` "
-                      "(FASTDISTILL_MORE_DETAILS=1 for the traceback).", RuntimeWarning, stacklevel=3)
+        warnings.warn(f"{_STATUS}; using the torch fallback. Rebuild in place with "
+                      "`pip install --no-build-isolation -e .` (FASTDISTILL_MORE_DETAILS=1 for the traceback).",
+                      RuntimeWarning, stacklevel=3)
         return None
     built_for = info.get("torch", "")
     if built_for and built_for.split("+")[0] != torch.__version__.split("+")[0]:
