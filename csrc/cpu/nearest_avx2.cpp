@@ -39,8 +39,8 @@ __m256 load_any(const void* x, ElemType type, int64_t d, int64_t n) {
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(v), 16));
 }
 
-// dst[i * ldd + j] = src[j * ld + i] for i < 8, j < cols (8 or 4); rows >= `rows` read as zeros.
-void transpose8(const float* src, int64_t ld, int64_t rows, float* dst, int64_t ldd, int64_t cols) {
+// Lane j of out[i] = src[j * ld + i] for i, j < 8; rows >= `rows` read as zeros.
+void transpose8(const float* src, int64_t ld, int64_t rows, __m256* out) {
   __m256 r[8], t[8];
   for (int i = 0; i < 8; ++i) r[i] = i < rows ? _mm256_loadu_ps(src + i * ld) : _mm256_setzero_ps();
   for (int i = 0; i < 8; i += 2) {
@@ -54,15 +54,8 @@ void transpose8(const float* src, int64_t ld, int64_t rows, float* dst, int64_t 
     r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
   }
   for (int i = 0; i < 4; ++i) {
-    t[i] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x20);
-    t[i + 4] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x31);
-  }
-  for (int i = 0; i < 8; ++i) {
-    if (cols == 8) {
-      _mm256_storeu_ps(dst + i * ldd, t[i]);
-    } else {
-      _mm_storeu_ps(dst + i * ldd, _mm256_castps256_ps128(t[i]));
-    }
+    out[i] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x20);
+    out[i + 4] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x31);
   }
 }
 
@@ -83,9 +76,8 @@ struct Isa : F32x8 {
     return _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
   }
   static V load_row(const void* x, ElemType type, int64_t d, int64_t n) { return load_any(x, type, d, n); }
-  static void transpose(const float* src, int64_t ld, int64_t rows, float* dst, int64_t ldd, int64_t cols) {
-    transpose8(src, ld, rows, dst, ldd, cols);
-  }
+  static void transpose(const float* src, int64_t ld, int64_t rows, V* t) { transpose8(src, ld, rows, t); }
+  static H::V lower(V v) { return _mm256_castps256_ps128(v); }
   static double dsum(D::V a) {
     const __m128d h = _mm_add_pd(_mm256_castpd256_pd128(a), _mm256_extractf128_pd(a, 1));
     return _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));

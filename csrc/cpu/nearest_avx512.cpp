@@ -38,8 +38,8 @@ __m512 load_any(const void* x, ElemType type, int64_t d, int64_t n) {
   }
 }
 
-// dst[i * ldd + j] = src[j * ld + i] for i < 16, j < cols (16 or 8); rows >= `rows` read as zeros.
-void transpose16(const float* src, int64_t ld, int64_t rows, float* dst, int64_t ldd, int64_t cols) {
+// Lane j of out[i] = src[j * ld + i] for i, j < 16; rows >= `rows` read as zeros.
+void transpose16(const float* src, int64_t ld, int64_t rows, __m512* out) {
   __m512 r[16], t[16];
   for (int i = 0; i < 16; ++i) r[i] = i < rows ? _mm512_loadu_ps(src + i * ld) : _mm512_setzero_ps();
   for (int i = 0; i < 16; i += 2) {  // pairs of rows interleaved
@@ -58,17 +58,10 @@ void transpose16(const float* src, int64_t ld, int64_t rows, float* dst, int64_t
     t[a + 4] = _mm512_shuffle_f32x4(r[a], r[a + 4], 0xDD);
   }
   for (int i = 0; i < 4; ++i) {  // and across groups of 8 rows
-    r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
-    r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
-    r[i + 4] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0x88);
-    r[i + 12] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0xDD);
-  }
-  for (int i = 0; i < 16; ++i) {
-    if (cols == 16) {
-      _mm512_storeu_ps(dst + i * ldd, r[i]);
-    } else {
-      _mm256_storeu_ps(dst + i * ldd, _mm512_castps512_ps256(r[i]));
-    }
+    out[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+    out[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
+    out[i + 4] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0x88);
+    out[i + 12] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0xDD);
   }
 }
 
@@ -85,9 +78,8 @@ struct Isa : F32x16 {
   using D = F64x8;
   static float hsum(V v) { return _mm512_reduce_add_ps(v); }
   static V load_row(const void* x, ElemType type, int64_t d, int64_t n) { return load_any(x, type, d, n); }
-  static void transpose(const float* src, int64_t ld, int64_t rows, float* dst, int64_t ldd, int64_t cols) {
-    transpose16(src, ld, rows, dst, ldd, cols);
-  }
+  static void transpose(const float* src, int64_t ld, int64_t rows, V* t) { transpose16(src, ld, rows, t); }
+  static H::V lower(V v) { return _mm512_castps512_ps256(v); }
   static double dsum(D::V a) { return _mm512_reduce_add_pd(a); }
   static D::V lo(V v) { return _mm512_cvtps_pd(_mm512_castps512_ps256(v)); }
   static D::V hi(V v) { return _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))); }

@@ -69,10 +69,11 @@ struct Isa : LaneOps<8> {
     for (float v : a.v) s += v;
     return s;
   }
-  static void transpose(const float* src, int64_t ld, int64_t rows, float* dst, int64_t ldd, int64_t cols) {
+  static void transpose(const float* src, int64_t ld, int64_t rows, V* t) {
     for (int64_t i = 0; i < W; ++i)
-      for (int64_t j = 0; j < cols; ++j) dst[i * ldd + j] = j < rows ? src[j * ld + i] : 0.f;
+      for (int64_t j = 0; j < W; ++j) t[i].v[j] = j < rows ? src[j * ld + i] : 0.f;
   }
+  static H::V lower(const V& a) { return lanes_load<4>(a.v); }
   static V load_row(const void* x, ElemType type, int64_t d, int64_t n) {
     V r{};
     for (int64_t l = 0; l < n; ++l) r.v[l] = to_float(x, type, d + l);

@@ -6,8 +6,8 @@
 // (accumulator registers: a tile of V vectors, or of V - 1 and a half vector, takes min(kAcc / V, kRows) points, and
 // every such count divides kAcc, the points per block); a vector type V with zero, load, store, broadcast(float), fma,
 // hsum -> float and load_row(x, type, d, n) -> V (n <= W elements of row x from d, converted to fp32, zero-filled); H,
-// the same for half-width vectors (W / 2 lanes): a type H::V with H::zero, load, store, broadcast and fma; and
-// transpose(src, ld, rows, dst, ldd, cols): dst[i * ldd + j] = src[j * ld + i] for i < W, j < cols (W or W / 2), zero
+// the same for half-width vectors (W / 2 lanes): a type H::V with H::zero, load, store, broadcast and fma; lower(V)
+// -> H::V, its first W / 2 lanes; and transpose(src, ld, rows, t): lane j of t[i] = src[j * ld + i] for i, j < W, zero
 // for j >= rows.
 //
 // Lanes run along the centroids: one step of the micro-kernel loads the centroid values of a tile at one coordinate d
@@ -42,8 +42,18 @@ void pack_centroids(const float* c, int64_t K, int64_t D, float* out) {
     for (int64_t j0 = 0; j0 < width; j0 += Isa::W) {  // W x W blocks in registers; the last D % W coordinates by hand
       const int64_t cols = less(Isa::W, width - j0), rows = less(cols, K - k0 - j0);
       const float* src = c + (k0 + j0) * D;
-      for (int64_t d0 = 0; d0 < Dv; d0 += Isa::W)
-        Isa::transpose(src + d0, D, rows, tile + d0 * width + j0, width, cols);
+      for (int64_t d0 = 0; d0 < Dv; d0 += Isa::W) {
+        typename Isa::V t[Isa::W];
+        Isa::transpose(src + d0, D, rows, t);
+        for (int i = 0; i < Isa::W; ++i) {
+          float* dst = tile + (d0 + i) * width + j0;
+          if (cols == Isa::W) {
+            Isa::store(dst, t[i]);
+          } else {
+            Isa::H::store(dst, Isa::lower(t[i]));
+          }
+        }
+      }
       for (int64_t d = Dv; d < D; ++d)
         for (int64_t j = 0; j < cols; ++j) tile[d * width + j0 + j] = j < rows ? src[j * D + d] : 0.f;
     }
