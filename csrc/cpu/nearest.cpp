@@ -38,13 +38,17 @@ const IsaTable& isa_table() {
   static const IsaTable table = [] {
     IsaTable t;
     IsaKernels k{};
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#ifdef FASTDISTILL_X86_KERNELS
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") && avx512_kernels(&k))
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")) {
+      avx512_kernels(&k);
       t.available.push_back(k);
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && avx2_kernels(&k))
+    }
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+      avx2_kernels(&k);
       t.available.push_back(k);
+    }
 #endif
     generic_kernels(&k);
     t.available.push_back(k);

@@ -1,8 +1,10 @@
 // AVX2 + FMA inner loops of the CPU nearest-centroid kernels (see nearest_isa.h and nearest_avx512.cpp for the rules).
 #include "cpu/nearest_isa.h"
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#ifdef FASTDISTILL_X86_KERNELS
 #include <immintrin.h>
+
+#include "cpu/nearest_x86_ops.h"
 
 #if defined(__clang__)
 #pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
@@ -37,8 +39,8 @@ __m256 load_any(const void* x, ElemType type, int64_t d, int64_t n) {
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(v), 16));
 }
 
-// dst[i * ldd + j] = src[j * ld + i] for i < 8, j < cols (8 or 4); rows >= `rows` read as zeros.
-void transpose8(const float* src, int64_t ld, int64_t rows, float* dst, int64_t ldd, int64_t cols) {
+// Lane j of out[i] = src[j * ld + i] for i, j < 8; rows >= `rows` read as zeros.
+void transpose8(const float* src, int64_t ld, int64_t rows, __m256* out) {
   __m256 r[8], t[8];
   for (int i = 0; i < 8; ++i) r[i] = i < rows ? _mm256_loadu_ps(src + i * ld) : _mm256_setzero_ps();
   for (int i = 0; i < 8; i += 2) {
@@ -52,57 +54,36 @@ void transpose8(const float* src, int64_t ld, int64_t rows, float* dst, int64_t 
     r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
   }
   for (int i = 0; i < 4; ++i) {
-    t[i] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x20);
-    t[i + 4] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x31);
-  }
-  for (int i = 0; i < 8; ++i) {
-    if (cols == 8) {
-      _mm256_storeu_ps(dst + i * ldd, t[i]);
-    } else {
-      _mm_storeu_ps(dst + i * ldd, _mm256_castps256_ps128(t[i]));
-    }
+    out[i] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x20);
+    out[i + 4] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x31);
   }
 }
 
-struct Isa {
+FASTDISTILL_X86_OPS(F32x4, __m128, _mm, ps, float);
+FASTDISTILL_X86_OPS(F32x8, __m256, _mm256, ps, float);
+FASTDISTILL_X86_OPS(F64x4, __m256d, _mm256, pd, double);
+
+struct Isa : F32x8 {
   static constexpr int W = 8;
   static constexpr int kV = 3;     // 12 accumulators + 3 centroid vectors + 1 broadcast point value = 16 registers
   static constexpr int kAcc = 12;  // and points per block: tiles of 4 points x 3 vectors (or 2 and a half), else 6
   static constexpr int kRows = 6;  // 6 point rows streamed at once at most
-  using V = __m256;
-  static V zero() { return _mm256_setzero_ps(); }
-  static V load(const float* p) { return _mm256_loadu_ps(p); }
-  static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
-  static V broadcast(float x) { return _mm256_set1_ps(x); }
-  static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  using H = F32x4;
+  using D = F64x4;
   static float hsum(V v) {
     const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
     return _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
   }
   static V load_row(const void* x, ElemType type, int64_t d, int64_t n) { return load_any(x, type, d, n); }
-  using H = __m128;
-  static H hzero() { return _mm_setzero_ps(); }
-  static H hload(const float* p) { return _mm_loadu_ps(p); }
-  static void hstore(float* p, H v) { _mm_storeu_ps(p, v); }
-  static H hbroadcast(float x) { return _mm_set1_ps(x); }
-  static H hfma(H a, H b, H c) { return _mm_fmadd_ps(a, b, c); }
-  static void transpose(const float* src, int64_t ld, int64_t rows, float* dst, int64_t ldd, int64_t cols) {
-    transpose8(src, ld, rows, dst, ldd, cols);
-  }
-  static V sub(V a, V b) { return _mm256_sub_ps(a, b); }
-  static V add(V a, V b) { return _mm256_add_ps(a, b); }
-  using VD = __m256d;
-  static VD dzero() { return _mm256_setzero_pd(); }
-  static VD dsub(VD a, VD b) { return _mm256_sub_pd(a, b); }
-  static VD dadd(VD a, VD b) { return _mm256_add_pd(a, b); }
-  static VD dfma(VD a, VD b, VD c) { return _mm256_fmadd_pd(a, b, c); }
-  static double dsum(VD a) {
+  static void transpose(const float* src, int64_t ld, int64_t rows, V* t) { transpose8(src, ld, rows, t); }
+  static H::V lower(V v) { return _mm256_castps256_ps128(v); }
+  static double dsum(D::V a) {
     const __m128d h = _mm_add_pd(_mm256_castpd256_pd128(a), _mm256_extractf128_pd(a, 1));
     return _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
   }
-  static VD lo(V v) { return _mm256_cvtps_pd(_mm256_castps256_ps128(v)); }
-  static VD hi(V v) { return _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)); }
+  static D::V lo(V v) { return _mm256_cvtps_pd(_mm256_castps256_ps128(v)); }
+  static D::V hi(V v) { return _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)); }
 };
 
 #include "cpu/nearest_panels.h"
@@ -128,17 +109,7 @@ void accumulate(const float* x, double* acc, int64_t D) {
 #endif
 
 namespace fastdistill::cpu {
-bool avx2_kernels(IsaKernels* out) {
-  *out = IsaKernels{"avx2", Isa::W,      Isa::kAcc, pack_centroids, convert_rows, block_dots, top2_scalar,
-                    sqdist, sqdist_exact, accumulate};
-  return true;
-}
-}  // namespace fastdistill::cpu
-
-#else  // not x86-64 GCC/Clang
-
-namespace fastdistill::cpu {
-bool avx2_kernels(IsaKernels*) { return false; }
+void avx2_kernels(IsaKernels* out) { *out = FASTDISTILL_ISA_KERNELS("avx2", top2_scalar); }
 }  // namespace fastdistill::cpu
 
 #endif

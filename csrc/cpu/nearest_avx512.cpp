@@ -5,8 +5,10 @@
 // without it (the entry point at the bottom is compiled without the pragma).
 #include "cpu/nearest_isa.h"
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#ifdef FASTDISTILL_X86_KERNELS
 #include <immintrin.h>
+
+#include "cpu/nearest_x86_ops.h"
 
 #if defined(__clang__)
 #pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,f16c"))), \
@@ -36,8 +38,8 @@ __m512 load_any(const void* x, ElemType type, int64_t d, int64_t n) {
   }
 }
 
-// dst[i * ldd + j] = src[j * ld + i] for i < 16, j < cols (16 or 8); rows >= `rows` read as zeros.
-void transpose16(const float* src, int64_t ld, int64_t rows, float* dst, int64_t ldd, int64_t cols) {
+// Lane j of out[i] = src[j * ld + i] for i, j < 16; rows >= `rows` read as zeros.
+void transpose16(const float* src, int64_t ld, int64_t rows, __m512* out) {
   __m512 r[16], t[16];
   for (int i = 0; i < 16; ++i) r[i] = i < rows ? _mm512_loadu_ps(src + i * ld) : _mm512_setzero_ps();
   for (int i = 0; i < 16; i += 2) {  // pairs of rows interleaved
@@ -56,52 +58,31 @@ void transpose16(const float* src, int64_t ld, int64_t rows, float* dst, int64_t
     t[a + 4] = _mm512_shuffle_f32x4(r[a], r[a + 4], 0xDD);
   }
   for (int i = 0; i < 4; ++i) {  // and across groups of 8 rows
-    r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
-    r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
-    r[i + 4] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0x88);
-    r[i + 12] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0xDD);
-  }
-  for (int i = 0; i < 16; ++i) {
-    if (cols == 16) {
-      _mm512_storeu_ps(dst + i * ldd, r[i]);
-    } else {
-      _mm256_storeu_ps(dst + i * ldd, _mm512_castps512_ps256(r[i]));
-    }
+    out[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+    out[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
+    out[i + 4] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0x88);
+    out[i + 12] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0xDD);
   }
 }
 
-struct Isa {
+FASTDISTILL_X86_OPS(F32x8, __m256, _mm256, ps, float);
+FASTDISTILL_X86_OPS(F32x16, __m512, _mm512, ps, float);
+FASTDISTILL_X86_OPS(F64x8, __m512d, _mm512, pd, double);
+
+struct Isa : F32x16 {
   static constexpr int W = 16;
   static constexpr int kV = 4;     // 24 accumulators + 4 centroid vectors + 1 broadcast point value <= 32 registers
   static constexpr int kAcc = 24;  // and points per block: tiles of 6 points x 4 vectors (or 3 and a half), else 8
   static constexpr int kRows = 8;  // 8 point rows streamed at once at most
-  using V = __m512;
-  static V zero() { return _mm512_setzero_ps(); }
-  static V load(const float* p) { return _mm512_loadu_ps(p); }
-  static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
-  static V broadcast(float x) { return _mm512_set1_ps(x); }
-  static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  using H = F32x8;
+  using D = F64x8;
   static float hsum(V v) { return _mm512_reduce_add_ps(v); }
   static V load_row(const void* x, ElemType type, int64_t d, int64_t n) { return load_any(x, type, d, n); }
-  using H = __m256;
-  static H hzero() { return _mm256_setzero_ps(); }
-  static H hload(const float* p) { return _mm256_loadu_ps(p); }
-  static void hstore(float* p, H v) { _mm256_storeu_ps(p, v); }
-  static H hbroadcast(float x) { return _mm256_set1_ps(x); }
-  static H hfma(H a, H b, H c) { return _mm256_fmadd_ps(a, b, c); }
-  static void transpose(const float* src, int64_t ld, int64_t rows, float* dst, int64_t ldd, int64_t cols) {
-    transpose16(src, ld, rows, dst, ldd, cols);
-  }
-  static V sub(V a, V b) { return _mm512_sub_ps(a, b); }
-  static V add(V a, V b) { return _mm512_add_ps(a, b); }
-  using VD = __m512d;
-  static VD dzero() { return _mm512_setzero_pd(); }
-  static VD dsub(VD a, VD b) { return _mm512_sub_pd(a, b); }
-  static VD dadd(VD a, VD b) { return _mm512_add_pd(a, b); }
-  static VD dfma(VD a, VD b, VD c) { return _mm512_fmadd_pd(a, b, c); }
-  static double dsum(VD a) { return _mm512_reduce_add_pd(a); }
-  static VD lo(V v) { return _mm512_cvtps_pd(_mm512_castps512_ps256(v)); }
-  static VD hi(V v) { return _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))); }
+  static void transpose(const float* src, int64_t ld, int64_t rows, V* t) { transpose16(src, ld, rows, t); }
+  static H::V lower(V v) { return _mm512_castps512_ps256(v); }
+  static double dsum(D::V a) { return _mm512_reduce_add_pd(a); }
+  static D::V lo(V v) { return _mm512_cvtps_pd(_mm512_castps512_ps256(v)); }
+  static D::V hi(V v) { return _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))); }
 };
 
 #include "cpu/nearest_panels.h"
@@ -160,17 +141,7 @@ void accumulate(const float* x, double* acc, int64_t D) {
 #endif
 
 namespace fastdistill::cpu {
-bool avx512_kernels(IsaKernels* out) {
-  *out = IsaKernels{"avx512", Isa::W,     Isa::kAcc, pack_centroids, convert_rows, block_dots, top2,
-                    sqdist, sqdist_exact, accumulate};
-  return true;
-}
-}  // namespace fastdistill::cpu
-
-#else  // not x86-64 GCC/Clang
-
-namespace fastdistill::cpu {
-bool avx512_kernels(IsaKernels*) { return false; }
+void avx512_kernels(IsaKernels* out) { *out = FASTDISTILL_ISA_KERNELS("avx512", top2); }
 }  // namespace fastdistill::cpu
 
 #endif

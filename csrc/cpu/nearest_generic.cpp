@@ -47,32 +47,33 @@ Lanes<N> lanes_fma(const Lanes<N>& a, const Lanes<N>& b, Lanes<N> c) {
   return c;
 }
 
-struct Isa {
+// The vector operations of Isa (N = W) and Isa::H (N = W / 2), lane by lane.
+template <int N>
+struct LaneOps {
+  using V = Lanes<N>;
+  static V zero() { return V{}; }
+  static V load(const float* p) { return lanes_load<N>(p); }
+  static void store(float* p, const V& a) { lanes_store(p, a); }
+  static V broadcast(float x) { return lanes_broadcast<N>(x); }
+  static V fma(const V& a, const V& b, const V& c) { return lanes_fma(a, b, c); }
+};
+
+struct Isa : LaneOps<8> {
   static constexpr int W = 8;
   static constexpr int kV = 2;
   static constexpr int kAcc = 8;  // and points per block: tiles of 4 points
   static constexpr int kRows = 4;  // 4 point rows streamed at once at most
-  using V = Lanes<8>;
-  using H = Lanes<4>;
-  static V zero() { return V{}; }
-  static V load(const float* p) { return lanes_load<8>(p); }
-  static void store(float* p, const V& a) { lanes_store(p, a); }
-  static V broadcast(float x) { return lanes_broadcast<8>(x); }
-  static V fma(const V& a, const V& b, const V& c) { return lanes_fma(a, b, c); }
+  using H = LaneOps<4>;
   static float hsum(const V& a) {
     float s = 0.f;
     for (float v : a.v) s += v;
     return s;
   }
-  static H hzero() { return H{}; }
-  static H hload(const float* p) { return lanes_load<4>(p); }
-  static void hstore(float* p, const H& a) { lanes_store(p, a); }
-  static H hbroadcast(float x) { return lanes_broadcast<4>(x); }
-  static H hfma(const H& a, const H& b, const H& c) { return lanes_fma(a, b, c); }
-  static void transpose(const float* src, int64_t ld, int64_t rows, float* dst, int64_t ldd, int64_t cols) {
+  static void transpose(const float* src, int64_t ld, int64_t rows, V* t) {
     for (int64_t i = 0; i < W; ++i)
-      for (int64_t j = 0; j < cols; ++j) dst[i * ldd + j] = j < rows ? src[j * ld + i] : 0.f;
+      for (int64_t j = 0; j < W; ++j) t[i].v[j] = j < rows ? src[j * ld + i] : 0.f;
   }
+  static H::V lower(const V& a) { return lanes_load<4>(a.v); }
   static V load_row(const void* x, ElemType type, int64_t d, int64_t n) {
     V r{};
     for (int64_t l = 0; l < n; ++l) r.v[l] = to_float(x, type, d + l);
@@ -135,9 +136,6 @@ int64_t top2_scalar(const float* cnorm, float* scores, int64_t K, float* s1, flo
   return best;
 }
 
-void generic_kernels(IsaKernels* out) {
-  *out = IsaKernels{"generic", Isa::W, Isa::kAcc,  pack_centroids, convert_rows, block_dots, top2_scalar,
-                    sqdist, sqdist_exact, accumulate};
-}
+void generic_kernels(IsaKernels* out) { *out = FASTDISTILL_ISA_KERNELS("generic", top2_scalar); }
 
 }  // namespace fastdistill::cpu

@@ -44,9 +44,18 @@ struct IsaKernels {
 // Portable top2 (see IsaKernels::top2).
 int64_t top2_scalar(const float* cnorm, float* scores, int64_t K, float* s1, float* s2);
 
-// Each returns false when this build has no such implementation (e.g. not x86-64).
-bool avx512_kernels(IsaKernels* out);
-bool avx2_kernels(IsaKernels* out);
+// The IsaKernels of a translation unit that defines Isa, the functions of nearest_panels.h and nearest_sqdist.h (or
+// its own sqdist and sqdist_exact) and accumulate; `top2` is its own or top2_scalar. Expanded outside the target-pragma
+// region, so that the function filling it runs on any machine.
+#define FASTDISTILL_ISA_KERNELS(name, top2) \
+  IsaKernels{name, Isa::W, Isa::kAcc, pack_centroids, convert_rows, block_dots, top2, sqdist, sqdist_exact, accumulate}
+
+// x86-64 GCC/Clang builds also have the AVX2 and AVX-512 kernels (the caller checks that the CPU supports them).
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define FASTDISTILL_X86_KERNELS
+void avx512_kernels(IsaKernels* out);
+void avx2_kernels(IsaKernels* out);
+#endif
 void generic_kernels(IsaKernels* out);
 
 }  // namespace fastdistill::cpu

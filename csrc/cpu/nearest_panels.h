@@ -5,9 +5,10 @@
 // includes nothing on purpose. `Isa` provides: W (fp32 lanes); kV (most centroid vectors per register tile); kAcc
 // (accumulator registers: a tile of V vectors, or of V - 1 and a half vector, takes min(kAcc / V, kRows) points, and
 // every such count divides kAcc, the points per block); a vector type V with zero, load, store, broadcast(float), fma,
-// hsum -> float and load_row(x, type, d, n) -> V (n <= W elements of row x from d, converted to fp32, zero-filled); a
-// half-width vector type H (W / 2 lanes) with hzero, hload, hstore, hbroadcast and hfma; and transpose(src, ld, rows,
-// dst, ldd, cols): dst[i * ldd + j] = src[j * ld + i] for i < W, j < cols (W or W / 2), zero for j >= rows.
+// hsum -> float and load_row(x, type, d, n) -> V (n <= W elements of row x from d, converted to fp32, zero-filled); H,
+// the same for half-width vectors (W / 2 lanes): a type H::V with H::zero, load, store, broadcast and fma; lower(V)
+// -> H::V, its first W / 2 lanes; and transpose(src, ld, rows, t): lane j of t[i] = src[j * ld + i] for i, j < W, zero
+// for j >= rows.
 //
 // Lanes run along the centroids: one step of the micro-kernel loads the centroid values of a tile at one coordinate d
 // and broadcasts coordinate d of each point, so points are read in place (any D, no packing) and every load feeds
@@ -41,8 +42,18 @@ void pack_centroids(const float* c, int64_t K, int64_t D, float* out) {
     for (int64_t j0 = 0; j0 < width; j0 += Isa::W) {  // W x W blocks in registers; the last D % W coordinates by hand
       const int64_t cols = less(Isa::W, width - j0), rows = less(cols, K - k0 - j0);
       const float* src = c + (k0 + j0) * D;
-      for (int64_t d0 = 0; d0 < Dv; d0 += Isa::W)
-        Isa::transpose(src + d0, D, rows, tile + d0 * width + j0, width, cols);
+      for (int64_t d0 = 0; d0 < Dv; d0 += Isa::W) {
+        typename Isa::V t[Isa::W];
+        Isa::transpose(src + d0, D, rows, t);
+        for (int i = 0; i < Isa::W; ++i) {
+          float* dst = tile + (d0 + i) * width + j0;
+          if (cols == Isa::W) {
+            Isa::store(dst, t[i]);
+          } else {
+            Isa::H::store(dst, Isa::lower(t[i]));
+          }
+        }
+      }
       for (int64_t d = Dv; d < D; ++d)
         for (int64_t j = 0; j < cols; ++j) tile[d * width + j0 + j] = j < rows ? src[j * D + d] : 0.f;
     }
@@ -66,27 +77,27 @@ void micro(const float* const* x, int64_t d0, int64_t len, const float* tile, in
            bool first) {
   constexpr int P = tile_points(V + T), VA = V > 0 ? V : 1;
   typename Isa::V a[P][VA];
-  typename Isa::H h[P];
+  typename Isa::H::V h[P];
   for (int p = 0; p < P; ++p) {
     for (int v = 0; v < V; ++v) a[p][v] = first ? Isa::zero() : Isa::load(scores + p * ld + v * Isa::W);
-    if (T) h[p] = first ? Isa::hzero() : Isa::hload(scores + p * ld + V * Isa::W);
+    if (T) h[p] = first ? Isa::H::zero() : Isa::H::load(scores + p * ld + V * Isa::W);
   }
   const float* c = tile + d0 * width;
   for (int64_t d = d0; d < d0 + len; ++d, c += width) {
     typename Isa::V cv[VA];
-    typename Isa::H ch;
+    typename Isa::H::V ch;
     for (int v = 0; v < V; ++v) cv[v] = Isa::load(c + v * Isa::W);
-    if (T) ch = Isa::hload(c + V * Isa::W);
+    if (T) ch = Isa::H::load(c + V * Isa::W);
     for (int p = 0; p < P; ++p) {
       const float xv = x[p][d];
       const typename Isa::V b = Isa::broadcast(xv);
       for (int v = 0; v < V; ++v) a[p][v] = Isa::fma(b, cv[v], a[p][v]);
-      if (T) h[p] = Isa::hfma(Isa::hbroadcast(xv), ch, h[p]);
+      if (T) h[p] = Isa::H::fma(Isa::H::broadcast(xv), ch, h[p]);
     }
   }
   for (int p = 0; p < P; ++p) {
     for (int v = 0; v < V; ++v) Isa::store(scores + p * ld + v * Isa::W, a[p][v]);
-    if (T) Isa::hstore(scores + p * ld + V * Isa::W, h[p]);
+    if (T) Isa::H::store(scores + p * ld + V * Isa::W, h[p]);
   }
 }
 
