@@ -125,3 +125,16 @@ def test_mgd_resume_refuses_another_diffusion_model(tmp_path, capsys):
     capsys.readouterr()
     assert main([*argv, "--resume"]) == 2
     assert "--resume with a different diffusion weights" in _error(capsys)
+
+
+def test_delt_resume_after_distilling_only_evaluates_and_keeps_the_timings(tmp_path, capsys):
+    teacher, run = tmp_path / "teacher", tmp_path / "run"
+    _squeeze(teacher, 1)
+    argv = [*DELT[:-3], *CPU, "--teacher", str(teacher), "--eval-seeds", "1", "--eval-epochs", "1",
+            "--eval-protocols", "hard", "--output", str(run)]
+    assert main([*argv, "--no-eval"]) == 0
+    summary = (run / "summary.json").read_bytes()  # as if interrupted during its evaluation
+    capsys.readouterr()
+    assert main([*argv, "--resume"]) == 0
+    assert "distillation already complete" in capsys.readouterr().out
+    assert (run / "summary.json").read_bytes() == summary and (run / "results.json").exists()

@@ -17,9 +17,11 @@ from fastdistill.methods.delt.selection import MODES as SELECTION_MODES
 from fastdistill.pipelines.delt.pipeline import run_delt
 from fastdistill.pipelines.delt.teacher import check_teacher
 from fastdistill.pipelines.outputs import load_distilled
+from fastdistill.utils.io import read_json
 from fastdistill.utils.seed import seed_everything
 
 NAME = "delt"
+SUMMARY = "summary.json"  # written by run_delt once the images are saved
 HELP = "distil a dataset with DELT (BN-statistic matching from real images, EarlyLate rounds)"
 
 
@@ -86,18 +88,22 @@ def run(options: Options) -> int:
     run_dir = prepare_run_dir(options.output, f"delt-{options.dataset}", options.resume)
     teacher = options.teacher or str(run_dir / "teacher")  # without --teacher, one is trained into the run
     inputs = {"teacher": teacher_fingerprint(options.teacher, run_dir), "data": data_fingerprint(ds)}
-    done = ("summary.json",) if options.no_eval else ("summary.json", "results.json")
+    done = (SUMMARY,) if options.no_eval else (SUMMARY, "results.json")
     if record_run(run_dir, NAME, options, device, inputs=inputs, done=done,
                   resolved={**cfg.to_dict(), "teacher": teacher}):
         return 0
-    out = run_delt(ds, cfg, run_dir, device, teacher_path=options.teacher, teacher=given)
-    s = out["summary"]
-    saving = 100 * (1 - s["image_iterations"] / s["image_iterations_without_earlylate"])
-    print(f"DELT: {s['images']} images ({cfg.ipc}/class) in {s['recover_seconds']:.0f}s of recovery, "
-          f"{s['image_iterations']:,} image-iterations ({saving:.1f}% fewer than without EarlyLate) -> {run_dir}")
+    if options.resume and (run_dir / SUMMARY).exists():  # distilled earlier; only the evaluation is left
+        print(f"{run_dir}: distillation already complete ({SUMMARY} kept); evaluating")
+        eval_teacher = given if given is not None else read_json(run_dir / SUMMARY)["teacher"]
+    else:
+        out = run_delt(ds, cfg, run_dir, device, teacher_path=options.teacher, teacher=given)
+        s, eval_teacher = out["summary"], out["teacher"]
+        saving = 100 * (1 - s["image_iterations"] / s["image_iterations_without_earlylate"])
+        print(f"DELT: {s['images']} images ({cfg.ipc}/class) in {s['recover_seconds']:.0f}s of recovery, "
+              f"{s['image_iterations']:,} image-iterations ({saving:.1f}% fewer than without EarlyLate) -> {run_dir}")
     if not options.no_eval:
         record = load_distilled(run_dir)
-        results = evaluate_distilled(record["images"], record["labels"], ds, teacher=out["teacher"],
+        results = evaluate_distilled(record["images"], record["labels"], ds, teacher=eval_teacher,
                                      protocols=protocols, seeds=options.eval_seeds, base_seed=options.seed,
                                      epochs=cfg.eval_epochs, device=device, lr=options.eval_lr)
         results["run"] = str(run_dir)
