@@ -3,6 +3,7 @@ traceback), and leaves the folder it names (``--output``, a run to resume) absen
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import shutil
 from pathlib import Path
@@ -172,3 +173,16 @@ def test_a_failed_check_leaves_nothing_so_the_corrected_command_runs(tmp_path, c
     assert main(["squeeze", "--arch", "convnet3-bn", "--epochs", "1", "--output", str(out), *CPU]) == 0
     assert (out / "teacher.safetensors").exists()
     shutil.rmtree(out)
+
+
+@pytest.mark.parametrize(("command", "hint"), [("evaluate", "rerun the command"), ("delt", "rerun with --resume")])
+def test_ctrl_c_says_how_to_continue(command, hint, monkeypatch, tmp_path, capsys):
+    module = importlib.import_module(f"fastdistill.commands.{command}")
+
+    def interrupted(options):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(module, "run", interrupted)
+    assert main([command, str(tmp_path)] if command == "evaluate" else [command]) == 130
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and hint in lines[0]
