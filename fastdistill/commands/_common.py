@@ -46,7 +46,7 @@ def resolve_device(name: str) -> torch.device:
 
 def record_run(run_dir: Path, command: str, options: RunOptions, device: torch.device,
                inputs: dict[str, str] | None = None, done: tuple[str, ...] = (), **extra: object) -> bool:
-    """Write config.json with the fingerprints of the run's ``inputs`` (see :func:`input_fingerprints`).
+    """Write config.json, with ``inputs``: ``{name: fingerprint}`` of what the run reads (teacher, data, buffer, ...).
 
     On ``--resume`` first refuse options that shape the result, and inputs, that differ from the run's; then, if every
     file of ``done`` exists, say the run is complete and return True without writing anything.
