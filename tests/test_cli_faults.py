@@ -175,14 +175,16 @@ def test_a_failed_check_leaves_nothing_so_the_corrected_command_runs(tmp_path, c
     shutil.rmtree(out)
 
 
-@pytest.mark.parametrize(("command", "hint"), [("evaluate", "rerun the command"), ("delt", "rerun with --resume")])
-def test_ctrl_c_says_how_to_continue(command, hint, monkeypatch, tmp_path, capsys):
-    module = importlib.import_module(f"fastdistill.commands.{command}")
+@pytest.mark.parametrize(("argv", "hint"), [(["convert-dit", "x.pt", "--output", "y"], "rerun the command"),
+                                           (["evaluate", "run"], "rerun with --resume"),
+                                           (["delt"], "rerun with --resume")])
+def test_ctrl_c_says_how_to_continue(argv, hint, monkeypatch, capsys):
+    module = importlib.import_module(f"fastdistill.commands.{argv[0].replace('-', '_')}")
 
     def interrupted(options):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(module, "run", interrupted)
-    assert main([command, str(tmp_path)] if command == "evaluate" else [command]) == 130
+    assert main(argv) == 130
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and hint in lines[0]

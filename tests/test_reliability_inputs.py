@@ -138,3 +138,21 @@ def test_delt_resume_after_distilling_only_evaluates_and_keeps_the_timings(tmp_p
     assert main([*argv, "--resume"]) == 0
     assert "distillation already complete" in capsys.readouterr().out
     assert (run / "summary.json").read_bytes() == summary and (run / "results.json").exists()
+
+
+def test_evaluate_resume_reuses_the_students_an_interrupted_evaluation_finished(tmp_path, capsys):
+    teacher, run = tmp_path / "teacher", tmp_path / "run"
+    _squeeze(teacher, 1)
+    assert main([*DELT, "--teacher", str(teacher), "--output", str(run)]) == 0
+    argv = ["evaluate", str(run), "--seeds", "1", "--epochs", "1", "--protocols", "hard", "--quiet", *CPU]
+    assert main(argv) == 0
+    kept = sorted((run / "progress" / "evaluate").iterdir())
+    assert [f.name.split("-seed")[0] for f in kept] == ["hard-distilled", "hard-random_real"]
+    first = json.loads((run / "results.json").read_text())["protocols"]["hard"]["distilled"]["mean"]
+    kept[0].write_text(json.dumps({**json.loads(kept[0].read_text()), "top1": 123.0}))  # marks it as reused
+    untouched = kept[1].stat().st_mtime_ns
+    assert main([*argv, "--resume"]) == 0
+    assert json.loads((run / "results.json").read_text())["protocols"]["hard"]["distilled"]["mean"] == 123.0
+    assert kept[1].stat().st_mtime_ns == untouched
+    assert main(argv) == 0  # without --resume every student is trained again
+    assert json.loads((run / "results.json").read_text())["protocols"]["hard"]["distilled"]["mean"] == first
