@@ -7,6 +7,7 @@ fields: flags, help, validation, resume keys and config.json derive from it) and
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import pkgutil
 import sys
@@ -57,7 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: finished work is saved; rerun with --resume to continue", file=sys.stderr)
+        resumes = "resume" in {f.name for f in dataclasses.fields(command.Options)}
+        print("interrupted: " + ("finished work is saved; rerun with --resume to continue" if resumes
+                                 else "nothing is kept; rerun the command"), file=sys.stderr)
         return 130
     finally:
         release_run_dirs()

@@ -9,8 +9,10 @@ import torch
 
 from fastdistill.commands._options import as_config, option, result_keys
 from fastdistill.commands.rundir import check_resume_config, write_config
-from fastdistill.data import DATASET_SPECS
+from fastdistill.data import DATASET_SPECS, Dataset
 from fastdistill.errors import FastDistillError
+from fastdistill.models.teacher import teacher_files
+from fastdistill.utils.fingerprint import file_sha256
 
 
 @dataclass(kw_only=True)
@@ -42,9 +44,33 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def record_run(run_dir: Path, command: str, options: RunOptions, device: torch.device, **extra: object) -> None:
-    """Write config.json; on ``--resume`` first refuse options that shape the result and differ from the run's."""
+def record_run(run_dir: Path, command: str, options: RunOptions, device: torch.device,
+               inputs: dict[str, str] | None = None, done: tuple[str, ...] = (), **extra: object) -> bool:
+    """Write config.json, with ``inputs``: ``{name: fingerprint}`` of what the run reads (teacher, data, buffer, ...).
+
+    On ``--resume`` first refuse options that shape the result, and inputs, that differ from the run's; then, if every
+    file of ``done`` exists, say the run is complete and return True without writing anything.
+    """
     config = as_config(options)
+    inputs = inputs or {}
     if options.resume:
-        check_resume_config(run_dir, config, result_keys(type(options)))
-    write_config(run_dir, command, config, device, **extra)
+        check_resume_config(run_dir, config, result_keys(type(options)), inputs)
+        if done and all((run_dir / name).exists() for name in done):
+            print(f"{run_dir} is already complete ({', '.join(done)} written); nothing to do (use a new --output to "
+                  "run it again)")
+            return True
+    write_config(run_dir, command, config, device, inputs=inputs, **extra)
+    return False
+
+
+def data_fingerprint(dataset: Dataset) -> str:
+    """What identifies the data: the imagefolder listing's fingerprint, or the built-in loader's name."""
+    return dataset.fingerprint or f"built-in {dataset.info.name}"
+
+
+def teacher_fingerprint(teacher: str | None, run_dir: Path) -> str:
+    """sha256 of a teacher's weights; a teacher trained into the run (``RUN/teacher``) is ``trained into the run``."""
+    if teacher is None or Path(teacher).resolve() == (run_dir / "teacher").resolve():
+        return "trained into the run"
+    weights, _ = teacher_files(teacher)
+    return file_sha256(weights)

@@ -6,19 +6,19 @@ import dataclasses
 import time
 from dataclasses import dataclass
 
-from fastdistill.commands._common import RunOptions, record_run, resolve_device
+from fastdistill.commands._common import RunOptions, data_fingerprint, record_run, resolve_device, teacher_fingerprint
 from fastdistill.commands._options import as_config, option
 from fastdistill.commands.rundir import prepare_run_dir
 from fastdistill.data import load_dataset
 from fastdistill.errors import FastDistillError
 from fastdistill.eval.progressive import evaluate_progressive, format_rows
 from fastdistill.methods import RealData, build_method
-from fastdistill.methods.buffer import check_buffer_folder
+from fastdistill.methods.buffer import TRAJECTORIES, check_buffer_folder
 from fastdistill.methods.config import MethodConfig
-from fastdistill.methods.delt.config import DELTConfig
 from fastdistill.methods.presets import resolve
-from fastdistill.pipelines.delt.teacher import obtain_teacher
+from fastdistill.pipelines.delt.teacher import check_teacher
 from fastdistill.pipelines.pdd.engine import ProgressiveRun
+from fastdistill.utils.fingerprint import file_sha256
 from fastdistill.utils.io import write_json
 from fastdistill.utils.seed import generator
 
@@ -84,19 +84,24 @@ def run_matching(args: MatchingOptions, command: str, method: str, stages: int) 
         raise FastDistillError("--base delt needs a teacher: pass --teacher DIR (train one with "
                                f"`python -m fastdistill squeeze --dataset {args.dataset} --output DIR`)")
     cfg = resolve(method, args.dataset, args.ipc, stages, overrides)
+    inputs = {}
     if method == "mtt":
-        check_buffer_folder(cfg.buffer, args.dataset, cfg.arch)
+        inputs["buffer"] = file_sha256(check_buffer_folder(cfg.buffer, args.dataset, cfg.arch) / TRAJECTORIES)
     device = resolve_device(args.device)
-    run_dir = prepare_run_dir(args.output, command, args.resume)
-    record_run(run_dir, command, args, device, resolved=cfg.to_dict())
     dataset = load_dataset(args.dataset, args.data_root, args.download, args.image_size)
+    inputs["data"] = data_fingerprint(dataset)
     data = RealData(dataset.train, dataset.info, device)
     gen = generator(args.seed, device)
     teacher = None
     if method == "delt":
-        delt = DELTConfig.for_dataset(args.dataset, image_size=dataset.info.image_size)
-        teacher, _ = obtain_teacher(dataset, args.teacher, run_dir, delt, device)
+        teacher = check_teacher(dataset, args.teacher, device)
     base = build_method(cfg, data, gen, dataset=dataset, teacher=teacher, seed=args.seed)
+    run_dir = prepare_run_dir(args.output, command, args.resume)
+    if method == "delt":
+        inputs["teacher"] = teacher_fingerprint(args.teacher, run_dir)
+    done = ("distilled.pt",) if args.no_eval else ("distilled.pt", "results.json")
+    if record_run(run_dir, command, args, device, inputs=inputs, done=done, resolved=cfg.to_dict()):
+        return 0
     runner = ProgressiveRun(base, data, cfg, run_dir, gen, progress=not args.quiet)
     if args.resume and runner.load_checkpoint():
         print(f"resuming {run_dir}: stage {runner.stage}, {runner.phase}, iteration {runner.iteration}")

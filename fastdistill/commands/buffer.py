@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 
 from fastdistill.augment.dsa import DSAConfig, dsa_strategy_for
-from fastdistill.commands._common import RunOptions, record_run, resolve_device
+from fastdistill.commands._common import RunOptions, data_fingerprint, record_run, resolve_device
 from fastdistill.commands._options import option
 from fastdistill.commands.rundir import prepare_run_dir
 from fastdistill.data import dataset_presets, load_dataset
@@ -38,12 +38,12 @@ def run(args: Options) -> int:
     device = resolve_device(args.device)
     if args.resume:
         raise FastDistillError("buffer does not resume an interrupted run; start it again with a new --output")
-    run_dir = prepare_run_dir(args.output, NAME, resume=False)
     dataset = load_dataset(args.dataset, args.data_root, args.download, args.image_size)
     info = dataset.info
-    record_run(run_dir, NAME, args, device)
     data = RealData(dataset.train, info, device)
     fm = flat_model(args.arch, info, device)
+    run_dir = prepare_run_dir(args.output, NAME, resume=False)
+    record_run(run_dir, NAME, args, device, inputs={"data": data_fingerprint(dataset)})
     dsa = None if args.no_dsa else DSAConfig(strategy=dsa_strategy_for(info.name))
     batch_size = args.batch_size or dataset_presets(info.name).buffer_batch or 256
     started = time.perf_counter()

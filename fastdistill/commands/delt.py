@@ -5,19 +5,23 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from fastdistill.commands._common import RunOptions, record_run, resolve_device
+from fastdistill.commands._common import RunOptions, data_fingerprint, record_run, resolve_device, teacher_fingerprint
 from fastdistill.commands._options import as_config, option
 from fastdistill.commands.rundir import prepare_run_dir
 from fastdistill.data import load_dataset
 from fastdistill.errors import FastDistillError
 from fastdistill.eval.harness import evaluate_distilled, write_results
+from fastdistill.eval.protocols import PROTOCOLS
 from fastdistill.methods.delt.config import MODES, DELTConfig, validate
 from fastdistill.methods.delt.selection import MODES as SELECTION_MODES
 from fastdistill.pipelines.delt.pipeline import run_delt
+from fastdistill.pipelines.delt.teacher import check_teacher
 from fastdistill.pipelines.outputs import load_distilled
+from fastdistill.utils.io import read_json
 from fastdistill.utils.seed import seed_everything
 
 NAME = "delt"
+SUMMARY = "summary.json"  # written by run_delt once the images are saved
 HELP = "distil a dataset with DELT (BN-statistic matching from real images, EarlyLate rounds)"
 
 
@@ -71,23 +75,35 @@ def run(options: Options) -> int:
     seed_everything(options.seed)
     cfg = delt_config(options)
     validate(cfg)
+    protocols = [p.strip() for p in cfg.eval_protocols.split(",") if p.strip()]
+    if not options.no_eval and (not protocols or any(p not in PROTOCOLS for p in protocols)):
+        raise FastDistillError(f"--eval-protocols takes a comma-separated subset of {','.join(PROTOCOLS)}, got "
+                               f"{cfg.eval_protocols!r}")
     ds = load_dataset(options.dataset, options.data_root, options.download, options.image_size)
     smallest = int(ds.train.counts(ds.info.num_classes).min())
     if cfg.ipc > smallest:
         raise FastDistillError(f"--ipc {cfg.ipc} is larger than the smallest class of {ds.info.name} ({smallest} "
                                f"training images); use --ipc {smallest} or fewer")
+    given = check_teacher(ds, options.teacher, device) if options.teacher else None
     run_dir = prepare_run_dir(options.output, f"delt-{options.dataset}", options.resume)
     teacher = options.teacher or str(run_dir / "teacher")  # without --teacher, one is trained into the run
-    record_run(run_dir, NAME, options, device, resolved={**cfg.to_dict(), "teacher": teacher})
-    out = run_delt(ds, cfg, run_dir, device, teacher_path=options.teacher)
-    s = out["summary"]
-    saving = 100 * (1 - s["image_iterations"] / s["image_iterations_without_earlylate"])
-    print(f"DELT: {s['images']} images ({cfg.ipc}/class) in {s['recover_seconds']:.0f}s of recovery, "
-          f"{s['image_iterations']:,} image-iterations ({saving:.1f}% fewer than without EarlyLate) -> {run_dir}")
+    inputs = {"teacher": teacher_fingerprint(options.teacher, run_dir), "data": data_fingerprint(ds)}
+    done = (SUMMARY,) if options.no_eval else (SUMMARY, "results.json")
+    if record_run(run_dir, NAME, options, device, inputs=inputs, done=done,
+                  resolved={**cfg.to_dict(), "teacher": teacher}):
+        return 0
+    if options.resume and (run_dir / SUMMARY).exists():  # distilled earlier; only the evaluation is left
+        print(f"{run_dir}: distillation already complete ({SUMMARY} kept); evaluating")
+        eval_teacher = given if given is not None else read_json(run_dir / SUMMARY)["teacher"]
+    else:
+        out = run_delt(ds, cfg, run_dir, device, teacher_path=options.teacher, teacher=given)
+        s, eval_teacher = out["summary"], out["teacher"]
+        saving = 100 * (1 - s["image_iterations"] / s["image_iterations_without_earlylate"])
+        print(f"DELT: {s['images']} images ({cfg.ipc}/class) in {s['recover_seconds']:.0f}s of recovery, "
+              f"{s['image_iterations']:,} image-iterations ({saving:.1f}% fewer than without EarlyLate) -> {run_dir}")
     if not options.no_eval:
         record = load_distilled(run_dir)
-        protocols = [p.strip() for p in cfg.eval_protocols.split(",") if p.strip()]
-        results = evaluate_distilled(record["images"], record["labels"], ds, teacher=out["teacher"],
+        results = evaluate_distilled(record["images"], record["labels"], ds, teacher=eval_teacher,
                                      protocols=protocols, seeds=options.eval_seeds, base_seed=options.seed,
                                      epochs=cfg.eval_epochs, device=device, lr=options.eval_lr)
         results["run"] = str(run_dir)

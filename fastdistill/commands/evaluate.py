@@ -4,7 +4,8 @@ Reads ``RUN_DIR/distilled.pt`` and the dataset recorded in it, trains students u
 soft-label (RDED/DELT) protocols and writes ``RUN_DIR/results.json``. The teacher defaults to the ``teacher`` path
 in ``RUN_DIR/config.json``; without one the soft protocol is skipped with a note unless it was asked for explicitly.
 A ``stage`` tensor in ``distilled.pt`` (stage index per image, PDD) makes the evaluation progressive, with the
-per-stage learning rates of ``eval_lr`` (if recorded) for the hard protocol on the distilled set.
+per-stage learning rates of ``eval_lr`` (if recorded) for the hard protocol on the distilled set. Every finished
+student's result is kept in ``RUN_DIR/progress/evaluate``; ``--resume`` reuses them after an interruption.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from fastdistill.pipelines.outputs import load_distilled
 from fastdistill.utils.io import read_json
 
 NAME = "evaluate"
+KEEP = "progress/evaluate"  # one JSON per finished student
 HELP = "train students on a distilled set and on a random real subset (hard and soft labels); write results.json"
 
 
@@ -47,6 +49,8 @@ class Options:
     data_root: str | None = option(None, "dataset location if it needs one (default: the run's)")
     download: bool = option(False, "let torchvision download the dataset into --data-root")
     quiet: bool = option(False, "no progress bars or per-run lines")
+    resume: bool = option(False, f"reuse the students an interrupted evaluation finished (RUN_DIR/{KEEP})",
+                          recorded=False)
 
 
 def _parse_protocols(text: str | None) -> tuple[tuple[str, ...], bool]:
@@ -98,7 +102,7 @@ def run(args: Options) -> int:
                                  else None, protocols=protocols, seeds=args.seeds, base_seed=args.seed,
                                  epochs=args.epochs, student=args.student, device=device, stages=stage,
                                  stage_lrs=list(stage_lrs) if stage_lrs else None, track_best=args.track_best,
-                                 lr=args.lr, progress=not args.quiet)
+                                 lr=args.lr, progress=not args.quiet, keep=run_dir / KEEP, reuse=args.resume)
     results["run"] = str(run_dir)
     results["options"] = as_config(args)
     if skipped:

@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from fastdistill.commands._common import RunOptions, record_run, resolve_device
+from fastdistill.commands._common import RunOptions, data_fingerprint, record_run, resolve_device
 from fastdistill.commands._options import option
+from fastdistill.utils.fingerprint import files_sha256
 
 NAME = "mgd"
+WEIGHT_SUFFIXES = {".safetensors", ".bin"}  # diffusers weight files
 HELP = "MGD3: mode-guided diffusion distillation with a local diffusion model (DiT-XL/2 or train-diffusion)"
 
 
@@ -63,11 +65,19 @@ def _evaluate(run_dir: Path, record: dict, data, args: Options, device) -> None:
     write_results(run_dir, results)
 
 
+def _weights(gen) -> dict[str, str]:
+    """sha256 of the weight files (safetensors, bin) of each folder the generator was loaded from."""
+    return {f"{name} weights": files_sha256(folder, [f for f in Path(folder).rglob("*")
+                                                     if f.suffix in WEIGHT_SUFFIXES and f.is_file()])
+            for name, folder in gen.sources.items()}
+
+
 def run(args: Options) -> int:
     from fastdistill.commands.rundir import prepare_run_dir
     from fastdistill.data import load_dataset
     from fastdistill.pipelines.mgd import GuidanceConfig, MGDConfig, load_generator, resolve_dtype, run_mgd
     from fastdistill.pipelines.mgd._deps import require_diffusers
+    from fastdistill.pipelines.mgd.pipeline import check_inputs
     from fastdistill.utils.seed import seed_everything
 
     require_diffusers()
@@ -77,15 +87,19 @@ def run(args: Options) -> int:
     if args.dataset == "imagefolder" and image_size is None:
         image_size = gen.image_size
     data = load_dataset(args.dataset, args.data_root, args.download, image_size)
-    run_dir = prepare_run_dir(args.output, f"mgd-{args.dataset}", args.resume)
-    record_run(run_dir, NAME, args, device, generator=gen.kind, generator_sources=gen.sources)
-    seed_everything(args.seed)
     guidance = GuidanceConfig(steps=args.steps, sampler=args.sampler, guidance_scale=args.guidance_scale,
                               stop_guidance=args.stop_guidance, cfg_scale=args.cfg_scale,
                               cfg_channels=args.cfg_channels)
     cfg = MGDConfig(ipc=args.ipc, guidance=guidance, modes=args.modes, closest_real=args.closest_real,
                     batch_size=args.batch_size, seed=args.seed, kmeans_seed=args.kmeans_seed, class_map=args.class_map,
                     latent_cache=args.latent_cache)
+    check_inputs(data, gen, cfg)
+    run_dir = prepare_run_dir(args.output, f"mgd-{args.dataset}", args.resume)
+    done = ("distilled.pt",) if args.no_eval else ("distilled.pt", "results.json")
+    if record_run(run_dir, NAME, args, device, inputs={**_weights(gen), "data": data_fingerprint(data)}, done=done,
+                  generator=gen.kind, generator_sources=gen.sources):
+        return 0
+    seed_everything(args.seed)
     record = run_mgd(data, gen, cfg, run_dir, device)
     print(f"MGD3: {record['images'].shape[0]} images ({args.ipc}/class, {record['guided_steps']} guided steps of "
           f"{args.steps}) -> {run_dir}")

@@ -55,10 +55,25 @@ def write_config(run_dir: Path, command: str, config: dict, device: torch.device
     return record
 
 
-def check_resume_config(run_dir: Path, config: dict, keys: tuple[str, ...]) -> None:
-    """On --resume, the settings that shape the result must equal those of the interrupted run."""
-    old = read_json(run_dir / CONFIG)["config"]
+def check_resume_config(run_dir: Path, config: dict, keys: tuple[str, ...], inputs: dict[str, str] | None = None
+                        ) -> None:
+    """On --resume, the settings that shape the result, and the fingerprints of the inputs (teacher, data, ...)
+    recorded by both runs, must equal those of the interrupted run."""
+    record = read_json(run_dir / CONFIG)
+    old = record["config"]
     changed = [k for k in keys if old.get(k) != config.get(k)]
     if changed:
         detail = ", ".join(f"{k}: {old.get(k)!r} -> {config.get(k)!r}" for k in changed)
         raise FastDistillError(f"--resume with different settings ({detail}); use the original ones or a new --output")
+    old_inputs = record.get("inputs") or {}
+    for name, now in (inputs or {}).items():
+        if name in old_inputs and old_inputs[name] != now:
+            raise FastDistillError(f"--resume with a different {name} (the run used {_short(old_inputs[name])}, "
+                                   f"this one is {_short(now)}); use the original {name} or a new --output")
+
+
+def _short(fingerprint: str) -> str:
+    """A sha256 as ``sha256 1a2b3c4d5e6f``; other fingerprints as they are."""
+    if len(fingerprint) == 64 and all(c in "0123456789abcdef" for c in fingerprint):
+        return f"sha256 {fingerprint[:12]}"
+    return fingerprint

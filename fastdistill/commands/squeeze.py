@@ -6,12 +6,12 @@ import dataclasses
 import time
 from dataclasses import dataclass
 
-from fastdistill.commands._common import RunOptions, record_run, resolve_device
+from fastdistill.commands._common import RunOptions, data_fingerprint, record_run, resolve_device
 from fastdistill.commands._options import option
 from fastdistill.commands.rundir import prepare_run_dir
 from fastdistill.data import load_dataset
-from fastdistill.errors import FastDistillError
-from fastdistill.models.teacher import save_teacher
+from fastdistill.models import build_model
+from fastdistill.models.teacher import META, WEIGHTS, save_teacher
 from fastdistill.pipelines.squeeze import SqueezeConfig, train_teacher
 from fastdistill.utils.seed import seed_everything
 
@@ -24,21 +24,24 @@ _DEFAULTS = SqueezeConfig()
 
 @dataclass(kw_only=True)
 class Options(RunOptions):
-    arch: str = option(_DEFAULTS.arch, "architecture (convnet3-bn, resnet18-cifar, torchvision name)")
-    epochs: int | None = option(None, "epochs (default per dataset)", ge=1)
-    batch_size: int = option(_DEFAULTS.batch_size, "images per step", ge=1)
-    lr: float = option(_DEFAULTS.lr, "peak SGD learning rate (one-cycle schedule)", gt=0)
+    arch: str = option(_DEFAULTS.arch, "architecture (convnet3-bn, resnet18-cifar, torchvision name)",
+                       shapes_result=True)
+    epochs: int | None = option(None, "epochs (default per dataset)", ge=1, shapes_result=True)
+    batch_size: int = option(_DEFAULTS.batch_size, "images per step", ge=1, shapes_result=True)
+    lr: float = option(_DEFAULTS.lr, "peak SGD learning rate (one-cycle schedule)", gt=0, shapes_result=True)
 
 
 def run(args: Options) -> int:
-    if args.resume:
-        raise FastDistillError("squeeze does not resume an interrupted run; start it again with a new --output")
+    """Train and save the teacher; ``--resume`` reports a finished run, and trains an unfinished one from the start."""
     device = resolve_device(args.device)
     seed_everything(args.seed)
     ds = load_dataset(args.dataset, args.data_root, args.download, args.image_size)
-    run_dir = prepare_run_dir(args.output, f"squeeze-{args.dataset}", resume=False)
+    build_model(args.arch, ds.info.num_classes, ds.info.channels, ds.info.image_size)  # refuses a bad --arch now
+    run_dir = prepare_run_dir(args.output, f"squeeze-{args.dataset}", args.resume)
     cfg = SqueezeConfig(arch=args.arch, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
-    record_run(run_dir, NAME, args, device, resolved=dataclasses.asdict(cfg))
+    if record_run(run_dir, NAME, args, device, inputs={"data": data_fingerprint(ds)}, done=(WEIGHTS, META),
+                  resolved=dataclasses.asdict(cfg)):
+        return 0
     start = time.time()
     model, result = train_teacher(ds, cfg, device)
     save_teacher(run_dir, model, cfg.arch, ds.info, test_accuracy=result["test_accuracy"], epochs=result["epochs"],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from fastdistill.commands._common import RunOptions, record_run, resolve_device
+from fastdistill.commands._common import RunOptions, data_fingerprint, record_run, resolve_device
 from fastdistill.commands._options import option
 from fastdistill.commands.rundir import prepare_run_dir
 from fastdistill.data import load_dataset
@@ -25,16 +25,18 @@ class Options(RunOptions):
 
 def run(args: Options) -> int:
     from fastdistill.pipelines.mgd._deps import require_diffusers
-    from fastdistill.pipelines.mgd.pixel_diffusion import PixelTrainConfig, train_pixel_diffusion
+    from fastdistill.pipelines.mgd.pixel_diffusion import META, PixelTrainConfig, train_pixel_diffusion
 
     require_diffusers()
     device = resolve_device(args.device)
-    run_dir = prepare_run_dir(args.output, NAME, args.resume)
     seed_everything(args.seed)
     data = load_dataset(args.dataset, args.data_root, args.download, args.image_size)
+    run_dir = prepare_run_dir(args.output, NAME, args.resume)
     train_cfg = PixelTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, width=args.width,
                                  checkpoint_every=args.checkpoint_every, seed=args.seed)
-    record_run(run_dir, NAME, args, device, resolved=asdict(train_cfg))
+    if record_run(run_dir, NAME, args, device, inputs={"data": data_fingerprint(data)}, done=(META,),
+                  resolved=asdict(train_cfg)):
+        return 0
     meta = train_pixel_diffusion(data, run_dir, train_cfg, device)
     print(f"trained {args.steps} steps on {data.info.name} (final loss {meta['final_loss']:.4f}); model in {run_dir}")
     print(f"next: python -m fastdistill mgd --dataset {args.dataset} --diffusion {run_dir} --ipc 10")

@@ -74,12 +74,13 @@ class Split:
 
 @dataclass
 class Dataset:
-    """A train/test pair living in memory."""
+    """A train/test pair living in memory; ``fingerprint`` tells two versions of a data root apart (imagefolder)."""
 
     info: DatasetInfo
     train: Split
     test: Split
     source: str = field(default="")
+    fingerprint: str = field(default="")
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 
 from fastdistill.data.base import Dataset, Split
 from fastdistill.errors import FastDistillError
+from fastdistill.utils.fingerprint import listing_sha256
 
 if TYPE_CHECKING:
     from fastdistill.data.specs import DatasetSpec
@@ -31,6 +32,11 @@ def list_folder(split_dir: Path) -> tuple[list[str], list[tuple[Path, int]]]:
              if f.suffix.lower() in EXTENSIONS]
     if not items:
         raise FastDistillError(f"no images ({', '.join(sorted(EXTENSIONS))}) found under {split_dir}")
+    empty = sorted(set(classes) - {classes[label] for _, label in items})
+    if empty:
+        raise FastDistillError(f"class folder {split_dir / empty[0]} holds no images"
+                               f"{f' (nor do {len(empty) - 1} more)' if len(empty) > 1 else ''}; add images or "
+                               "remove the folder")
     return classes, items
 
 
@@ -71,8 +77,20 @@ def load_imagefolder(spec: DatasetSpec, root: str | None, download: bool, image_
     classes, train_items = list_folder(base / "train")
     val_classes, val_items = list_folder(base / "val")
     if val_classes != classes:
-        raise FastDistillError(f"train/ and val/ class folders differ ({len(classes)} vs {len(val_classes)} classes); "
+        raise FastDistillError(f"train/ and val/ class folders differ ({_difference(classes, val_classes)}); "
                                "make them the same set")
     info = spec.info(tuple(classes), size)
+    fingerprint = listing_sha256(base, [f for f, _ in train_items + val_items])
     return Dataset(info, _load_split(train_items, size, "train images"), _load_split(val_items, size, "val images"),
-                   source=str(base))
+                   source=str(base), fingerprint=fingerprint)
+
+
+def _difference(train: list[str], val: list[str], shown: int = 5) -> str:
+    """Which class folders only one split has, e.g. ``only in train/: cat; only in val/: dog``."""
+    parts = []
+    for split, mine, other in (("train", train, val), ("val", val, train)):
+        only = sorted(set(mine) - set(other))
+        if only:
+            more = f" and {len(only) - shown} more" if len(only) > shown else ""
+            parts.append(f"only in {split}/: {', '.join(only[:shown])}{more}")
+    return "; ".join(parts)

@@ -14,7 +14,10 @@ as DC) over seeds.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,7 +30,7 @@ from fastdistill.errors import FastDistillError
 from fastdistill.eval.protocols import PROTOCOLS, make_protocol
 from fastdistill.eval.trainer import StudentTrainer
 from fastdistill.models.teacher import load_teacher
-from fastdistill.utils.io import write_json
+from fastdistill.utils.io import read_json, write_json
 from fastdistill.utils.seed import generator
 
 RESULTS = "results.json"
@@ -109,13 +112,37 @@ def _train_one(trainer: StudentTrainer, images: torch.Tensor, labels: torch.Tens
     return run
 
 
+def _student_file(kind: str, which: str, seed: int, *shaping: object) -> str:
+    """``<protocol>-<set>-seed<S>-<hash>.json``: the hash covers every other input that shapes the student."""
+    digest = hashlib.sha256()
+    for item in shaping:
+        if isinstance(item, torch.Tensor):
+            digest.update(item.detach().cpu().contiguous().numpy().tobytes())
+        digest.update(json.dumps(None if isinstance(item, torch.Tensor) else item, sort_keys=True,
+                                 default=str).encode())
+    return f"{kind}-{which}-seed{seed}-{digest.hexdigest()[:16]}.json"
+
+
+def _read_kept(path: Path) -> dict | None:
+    """A kept student result, or None when absent or unreadable (that student is trained again)."""
+    if not path.is_file():
+        return None
+    try:
+        run = read_json(path)
+    except FastDistillError as exc:
+        print(f"warning: {exc}; training that student again", file=sys.stderr)
+        return None
+    return run if isinstance(run, dict) and "top1" in run else None
+
+
 def evaluate_distilled(images: torch.Tensor, labels: torch.Tensor, dataset: Dataset, *,
                        teacher: nn.Module | str | Path | None = None, protocols: Sequence[str] = PROTOCOLS,
                        seeds: int | Sequence[int] = 3, base_seed: int = 0, epochs: int | dict[str, int] | None = None,
                        student: str | dict[str, str] | None = None, device: torch.device | str = "cpu",
                        stages: torch.Tensor | None = None, stage_lrs: Sequence[float | None] | None = None,
                        lr: float | None = None, track_best: int = 0, progress: bool = True,
-                       log: Callable[[str], None] = print) -> dict:
+                       log: Callable[[str], None] = print, keep: str | Path | None = None, reuse: bool = False
+                       ) -> dict:
     """Train students on the distilled set and on seeded random real subsets; return a JSON-ready results dict.
 
     images: uint8 [N, C, H, W] (or float pixels in [0, 1]); labels: int64 [N]; dataset: the source
@@ -130,6 +157,8 @@ def evaluate_distilled(images: torch.Tensor, labels: torch.Tensor, dataset: Data
     soft protocol keep the protocol's LR. lr: replaces every protocol's base LR (all students; ``stage_lrs`` entries
     still win), recorded as ``lr_override`` and in each protocol. track_best: if > 0, also evaluate the test set
     about ``track_best`` times per run and report the best (labelled ``best_*``; the headline number stays final).
+    keep: a folder where every finished student's result is saved, named after everything that shapes it; with
+    ``reuse`` a result found there is taken instead of training that student again (an interrupted evaluation resumes).
     """
     protocols = tuple(protocols)
     unknown = [p for p in protocols if p not in PROTOCOLS]
@@ -174,10 +203,17 @@ def evaluate_distilled(images: torch.Tensor, labels: torch.Tensor, dataset: Data
         for seed in seed_list:
             real_x, real_y = random_real_subset(dataset.train, labels, seed)
             for which, (x, y) in (("distilled", (images, labels)), ("random_real", (real_x, real_y))):
+                lrs = stage_lrs if kind == "hard" and which == "distilled" else None
+                kept = None if keep is None else Path(keep) / _student_file(
+                    kind, which, seed, proto.to_dict(), arch, lrs, teacher_name, eval_every, images, labels, stages)
+                if reuse and kept is not None and (run := _read_kept(kept)) is not None:
+                    runs[which].append({"seed": seed, **run})
+                    continue
                 trainer = StudentTrainer(info, proto, student=arch, teacher=teacher if kind == "soft" else None,
                                          seed=seed, device=device)
-                lrs = stage_lrs if kind == "hard" and which == "distilled" else None
                 run = _train_one(trainer, x, y, stages, lrs, test, eval_every, progress, f"{kind} {which} seed {seed}")
+                if kept is not None:
+                    write_json(kept, run)
                 runs[which].append({"seed": seed, **run})
                 if progress:
                     log(f"  {kind:<4} {which:<11} seed {seed}: top-1 {run['top1']:6.2f}%  "

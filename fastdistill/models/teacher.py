@@ -39,7 +39,8 @@ def _non_finite(state: dict[str, torch.Tensor]) -> str | None:
     return None
 
 
-def _resolve(path: str | Path) -> tuple[Path, Path]:
+def teacher_files(path: str | Path) -> tuple[Path, Path]:
+    """(weights, metadata) of a teacher folder or weights file; a one-line error when either is missing."""
     path = Path(path)
     if path.is_dir():
         weights, meta = path / WEIGHTS, path / META
@@ -55,7 +56,7 @@ def _resolve(path: str | Path) -> tuple[Path, Path]:
 
 def load_teacher(path: str | Path, info: DatasetInfo, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
     """Load a frozen (eval, no-grad) teacher and check it fits the dataset: class count, names, channels, input size."""
-    weights, meta_path = _resolve(path)
+    weights, meta_path = teacher_files(path)
     meta = read_json(meta_path)
     if not isinstance(meta, dict) or not isinstance(meta.get("arch"), str) or not isinstance(meta.get("dataset"), dict):
         raise FastDistillError(f"teacher metadata {meta_path} lacks 'arch' or 'dataset'; it is written by "

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
 from fastdistill.data.base import Dataset
@@ -26,11 +27,15 @@ from fastdistill.utils.seed import generator
 
 
 def run_delt(ds: Dataset, cfg: DELTConfig, run_dir: Path, device: torch.device, teacher_path: str | None = None,
-             progress: bool = True) -> dict:
-    """Distil ``ds`` with DELT into ``run_dir``; finished groups are checkpointed and skipped on resume."""
+             progress: bool = True, teacher: nn.Module | None = None) -> dict:
+    """Distil ``ds`` with DELT into ``run_dir``; finished groups are checkpointed and skipped on resume.
+
+    ``teacher``: the model at ``teacher_path``, already loaded and checked (else it is loaded, or trained into the run).
+    """
     torch.manual_seed(cfg.seed)
     start = time.time()
-    teacher, teacher_path = obtain_teacher(ds, teacher_path, run_dir, cfg, device)
+    if teacher is None:
+        teacher, teacher_path = obtain_teacher(ds, teacher_path, run_dir, cfg, device)
     sel_file = run_dir / "progress" / "selection.pt"
     if (saved := torch_load_checkpoint(sel_file)) is not None:
         chosen = saved["chosen"]

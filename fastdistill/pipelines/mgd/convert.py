@@ -51,6 +51,8 @@ def _rename(sd: dict[str, torch.Tensor], depth: int) -> dict[str, torch.Tensor]:
 def convert_state_dict(sd: dict[str, torch.Tensor], num_heads: int = 16):
     """A ``DiTTransformer2DModel`` holding the weights of an original DiT state dict."""
     diffusers = require_diffusers()
+    if not isinstance(sd, dict):
+        raise FastDistillError(f"not an original DiT checkpoint (it holds a {type(sd).__name__}, not a state dict)")
     if "ema" in sd:  # a training checkpoint: take the EMA weights, as DiT's sample.py does
         sd = sd["ema"]
     needed = ("x_embedder.proj.weight", "y_embedder.embedding_table.weight", "final_layer.linear.weight")
@@ -83,7 +85,8 @@ def convert_checkpoint(checkpoint: str | Path, output: str | Path, num_heads: in
     checkpoint, output = Path(checkpoint), Path(output)
     if not checkpoint.is_file():
         raise FastDistillError(f"DiT checkpoint {checkpoint} not found (download DiT-XL-2-256x256.pt first)")
-    model = convert_state_dict(torch_load(checkpoint), num_heads)
+    model = convert_state_dict(torch_load(checkpoint, "pass the original DiT .pt file (e.g. DiT-XL-2-256x256.pt)"),
+                               num_heads)
     model.save_pretrained(output / "transformer")
     write_json(output / "scheduler" / "scheduler_config.json", SCHEDULER)
     if vae is not None:

@@ -60,6 +60,20 @@ def _modes(data: Dataset, gen: Generator, cfg: MGDConfig, run_dir: Path, device:
     return modes
 
 
+def check_inputs(data: Dataset, gen: Generator, cfg: MGDConfig) -> list[int]:
+    """Refuse data the generator cannot serve, too few images per class, or a latent cache that is a file; returns
+    the generator label of every class. Called before anything is written."""
+    info = data.info
+    class_ids = gen.class_ids(info, cfg.class_map)
+    small = [(n, int(k)) for n, k in zip(info.classes, data.train.counts(info.num_classes), strict=True) if k < cfg.ipc]
+    if small:
+        raise FastDistillError(f"--ipc {cfg.ipc} is larger than class {small[0][0]!r} ({small[0][1]} training images); "
+                               "lower --ipc")
+    if cfg.latent_cache and Path(cfg.latent_cache).exists() and not Path(cfg.latent_cache).is_dir():
+        raise FastDistillError(f"--latent-cache {cfg.latent_cache} is a file; name a folder for the cached latents")
+    return class_ids
+
+
 def run_mgd(data: Dataset, gen: Generator, cfg: MGDConfig, run_dir: Path, device: torch.device,
             progress: bool = True) -> dict:
     """Generate the distilled set into ``run_dir``; returns the tensor record written to ``distilled.pt``.
@@ -67,11 +81,7 @@ def run_mgd(data: Dataset, gen: Generator, cfg: MGDConfig, run_dir: Path, device
     With ``guidance_scale == 0`` no modes are needed (plain class-conditional sampling with the same per-row noise).
     """
     info = data.info
-    class_ids = gen.class_ids(info, cfg.class_map)
-    small = [(n, int(k)) for n, k in zip(info.classes, data.train.counts(info.num_classes), strict=True) if k < cfg.ipc]
-    if small:
-        raise FastDistillError(f"--ipc {cfg.ipc} is larger than class {small[0][0]!r} ({small[0][1]} training images); "
-                               "lower --ipc")
+    class_ids = check_inputs(data, gen, cfg)
     guidance = cfg.guidance
     if guidance.cfg_channels is None and gen.default_cfg_channels is not None:
         guidance = GuidanceConfig(**{**asdict(guidance), "cfg_channels": gen.default_cfg_channels})
