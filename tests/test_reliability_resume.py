@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from fastdistill.cli import main
+from fastdistill.errors import FastDistillError
 
 COMMON = ["--no-eval", "--device", "cpu", "--seed", "3"]
 DELT = ["delt", "--ipc", "3", "--iterations", "4", "--round-iterations", "2", "--batch-size", "10"]
@@ -120,3 +121,17 @@ def test_a_run_folder_held_by_another_process_is_refused_then_resumes(tmp_path, 
     finally:
         holder.communicate("")
     assert main([*argv, "--resume"]) == 0
+
+
+def test_a_folder_counts_as_a_run_only_once_it_holds_work(tmp_path):
+    from fastdistill.commands.rundir import prepare_run_dir, release_run_dirs
+
+    started = tmp_path / "started"
+    (started / "progress").mkdir(parents=True)
+    (started / "config.json").write_text("{}")  # stopped before its first unit of work was saved
+    assert prepare_run_dir(str(started), "delt", resume=False) == started
+    release_run_dirs()
+    (started / "progress" / "selection.pt").write_bytes(b"x")
+    with pytest.raises(FastDistillError, match="already holds a run"):
+        prepare_run_dir(str(started), "delt", resume=False)
+    release_run_dirs()

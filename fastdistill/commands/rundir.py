@@ -20,7 +20,9 @@ _HELD = contextlib.ExitStack()  # the run folders this command holds (released b
 def prepare_run_dir(output: str | None, command: str, resume: bool) -> Path:
     """Create (or reopen with ``resume``) the output folder and hold its lock until :func:`release_run_dirs`.
 
-    Refuses to overwrite another finished or partial run, and a folder another process holds.
+    Refuses to overwrite another finished or partial run, and a folder another process holds. A folder counts as a
+    run only once it holds work beyond its ``config.json`` (a run that stopped before its first unit was saved can be
+    started again with other settings).
     """
     if output is None:
         if resume:
@@ -34,12 +36,17 @@ def prepare_run_dir(output: str | None, command: str, resume: bool) -> Path:
         raise FastDistillError("--output is empty; name a folder for the run")
     if path.exists() and not path.is_dir():
         raise FastDistillError(f"--output {path} is a file; name a folder for the run")
-    if path.exists() and any(p.name != LOCK_FILE for p in path.iterdir()) and not resume:
+    if path.exists() and _holds_work(path) and not resume:
         raise FastDistillError(f"{path} already holds a run; pass --resume to continue it or choose another --output")
     if resume and not (path / CONFIG).exists():
         raise FastDistillError(f"--resume: {path} holds no interrupted run (no {CONFIG}); drop --resume to start one")
     _HELD.enter_context(run_lock(path))
     return path
+
+
+def _holds_work(path: Path) -> bool:
+    """Whether ``path`` holds anything but its lock, its config.json and empty folders."""
+    return any(p.name not in (LOCK_FILE, CONFIG) and (p.is_file() or _holds_work(p)) for p in path.iterdir())
 
 
 def release_run_dirs() -> None:
