@@ -50,6 +50,9 @@ def test_delt_runs_end_to_end_with_a_torchvision_teacher(folder, weights, tmp_pa
     config = json.loads((out / "config.json").read_text())
     assert config["inputs"]["teacher"] == file_sha256(weights)
     assert len(list((out / "images").rglob("*.png")) + list((out / "images").rglob("*.jpg"))) == 10
+    # `evaluate` finds the run's torchvision teacher and its weights file in config.json
+    assert main(["evaluate", str(out), "--protocols", "soft", "--seeds", "1", "--epochs", "1", "--device", "cpu"]) == 0
+    assert json.loads((out / "results.json").read_text())["teacher"] == "torchvision:resnet18"
 
 
 def test_teacher_metadata_records_imagenet_normalization_and_safetensors_load(folder, weights, tmp_path):
@@ -74,8 +77,8 @@ def test_class_count_mismatch_is_one_line(folder, tmp_path):
 
 def test_offline_without_weights_says_which_file_to_put_where(folder, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
-    rc = main(["delt", "--dataset", "imagefolder", "--data-root", str(folder), "--image-size", "32",
-               "--teacher", "torchvision:resnet18", "--ipc", "1", "--no-eval", "--output", str(tmp_path / "out"), "--device", "cpu"])
+    rc = main(["delt", "--dataset", "imagefolder", "--data-root", str(folder), "--image-size", "32", "--teacher",
+               "torchvision:resnet18", "--ipc", "1", "--no-eval", "--output", str(tmp_path / "out"), "--device", "cpu"])
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert rc != 0 and len(errors) == 1
     line = errors[0]

@@ -90,7 +90,8 @@ def run(options: Options) -> int:
     given = check_teacher(ds, options.teacher, device, options.teacher_weights) if options.teacher else None
     run_dir = prepare_run_dir(options.output, f"delt-{options.dataset}", options.resume)
     teacher = options.teacher or str(run_dir / "teacher")  # without --teacher, one is trained into the run
-    inputs = {"teacher": teacher_fingerprint(options.teacher, run_dir, options.teacher_weights), "data": data_fingerprint(ds)}
+    inputs = {"teacher": teacher_fingerprint(options.teacher, run_dir, options.teacher_weights),
+              "data": data_fingerprint(ds)}
     done = (SUMMARY,) if options.no_eval else (SUMMARY, "results.json")
     if record_run(run_dir, NAME, options, device, inputs=inputs, done=done,
                   resolved={**cfg.to_dict(), "teacher": teacher}):
