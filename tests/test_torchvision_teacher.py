@@ -66,6 +66,14 @@ def test_teacher_metadata_records_imagenet_normalization_and_safetensors_load(fo
     assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
 
 
+def test_unknown_model_and_squeeze_folder_with_weights_are_refused(folder, weights):
+    ds = load_dataset("imagefolder", str(folder), False, 32)
+    with pytest.raises(FastDistillError, match="no classification model 'resnet9'"):
+        load_teacher("torchvision:resnet9", ds.info, "cpu", weights=weights)
+    with pytest.raises(FastDistillError, match="--teacher-weights goes with --teacher torchvision:NAME"):
+        load_teacher(folder, ds.info, "cpu", weights=weights)
+
+
 def test_class_count_mismatch_is_one_line(folder, tmp_path):
     path = tmp_path / "r1000.pth"
     torch.save(torchvision.models.resnet18().state_dict(), path)
