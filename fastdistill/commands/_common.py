@@ -12,6 +12,8 @@ from fastdistill.commands.rundir import check_resume_config, write_config
 from fastdistill.data import DATASET_SPECS, Dataset
 from fastdistill.errors import FastDistillError
 from fastdistill.models.teacher import teacher_files
+from fastdistill.models.torchvision_teacher import is_torchvision
+from fastdistill.models.torchvision_teacher import weights_file as torchvision_weights
 from fastdistill.utils.fingerprint import file_sha256
 
 
@@ -68,8 +70,10 @@ def data_fingerprint(dataset: Dataset) -> str:
     return dataset.fingerprint or f"built-in {dataset.info.name}"
 
 
-def teacher_fingerprint(teacher: str | None, run_dir: Path) -> str:
+def teacher_fingerprint(teacher: str | None, run_dir: Path, weights: str | None = None) -> str:
     """sha256 of a teacher's weights; a teacher trained into the run (``RUN/teacher``) is ``trained into the run``."""
+    if is_torchvision(teacher):
+        return file_sha256(torchvision_weights(teacher, weights))
     if teacher is None or Path(teacher).resolve() == (run_dir / "teacher").resolve():
         return "trained into the run"
     weights, _ = teacher_files(teacher)

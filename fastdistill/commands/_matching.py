@@ -94,11 +94,11 @@ def run_matching(args: MatchingOptions, command: str, method: str, stages: int) 
     gen = generator(args.seed, device)
     teacher = None
     if method == "delt":
-        teacher = check_teacher(dataset, args.teacher, device)
+        teacher = check_teacher(dataset, args.teacher, device, args.teacher_weights)
     base = build_method(cfg, data, gen, dataset=dataset, teacher=teacher, seed=args.seed)
     run_dir = prepare_run_dir(args.output, command, args.resume)
     if method == "delt":
-        inputs["teacher"] = teacher_fingerprint(args.teacher, run_dir)
+        inputs["teacher"] = teacher_fingerprint(args.teacher, run_dir, args.teacher_weights)
     done = ("distilled.pt",) if args.no_eval else ("distilled.pt", "results.json")
     if record_run(run_dir, command, args, device, inputs=inputs, done=done, resolved=cfg.to_dict()):
         return 0

@@ -29,7 +29,10 @@ HELP = "distil a dataset with DELT (BN-statistic matching from real images, Earl
 class Options(RunOptions):
     """DELT options; None takes the dataset's preset (pipelines/delt/config.py)."""
 
-    teacher: str | None = option(None, "teacher folder from `squeeze` (default: train one into the run)")
+    teacher: str | None = option(None, "teacher folder from `squeeze`, or torchvision:NAME (default: train one "
+                                       "into the run)")
+    teacher_weights: str | None = option(None, "state-dict file of a torchvision:NAME teacher (default: the torch "
+                                               "hub cache's)")
     teacher_arch: str | None = option(None, "architecture of the teacher trained when --teacher is absent",
                                       shapes_result=True)
     ipc: int | None = option(None, "images per class (default per dataset)", ge=1, shapes_result=True)
@@ -84,10 +87,11 @@ def run(options: Options) -> int:
     if cfg.ipc > smallest:
         raise FastDistillError(f"--ipc {cfg.ipc} is larger than the smallest class of {ds.info.name} ({smallest} "
                                f"training images); use --ipc {smallest} or fewer")
-    given = check_teacher(ds, options.teacher, device) if options.teacher else None
+    given = check_teacher(ds, options.teacher, device, options.teacher_weights) if options.teacher else None
     run_dir = prepare_run_dir(options.output, f"delt-{options.dataset}", options.resume)
     teacher = options.teacher or str(run_dir / "teacher")  # without --teacher, one is trained into the run
-    inputs = {"teacher": teacher_fingerprint(options.teacher, run_dir), "data": data_fingerprint(ds)}
+    inputs = {"teacher": teacher_fingerprint(options.teacher, run_dir, options.teacher_weights),
+              "data": data_fingerprint(ds)}
     done = (SUMMARY,) if options.no_eval else (SUMMARY, "results.json")
     if record_run(run_dir, NAME, options, device, inputs=inputs, done=done,
                   resolved={**cfg.to_dict(), "teacher": teacher}):

@@ -22,6 +22,8 @@ from fastdistill.data import load_dataset
 from fastdistill.errors import FastDistillError
 from fastdistill.eval.harness import evaluate_distilled, write_results
 from fastdistill.eval.protocols import PROTOCOLS
+from fastdistill.models.torchvision_teacher import is_torchvision
+from fastdistill.models.torchvision_teacher import weights_file as torchvision_weights
 from fastdistill.pipelines.outputs import load_distilled
 from fastdistill.utils.io import read_json
 
@@ -33,7 +35,9 @@ HELP = "train students on a distilled set and on a random real subset (hard and 
 @dataclass(kw_only=True)
 class Options:
     run_dir: str = option(None, "run folder holding distilled.pt", positional=True, required=True, metavar="RUN_DIR")
-    teacher: str | None = option(None, "teacher folder for the soft protocol (default: the run's)")
+    teacher: str | None = option(None, "teacher folder or torchvision:NAME for the soft protocol (default: the run's)")
+    teacher_weights: str | None = option(None, "state-dict file of a torchvision:NAME teacher (default: the torch "
+                                               "hub cache's)")
     protocols: str | None = option(None, f"comma-separated subset of {','.join(PROTOCOLS)} (default: both; soft "
                                          "needs a teacher)")
     seeds: int = option(3, "students per protocol and set", ge=1)
@@ -85,10 +89,16 @@ def run(args: Options) -> int:
 
     skipped: dict[str, str] = {}
     teacher = args.teacher or config.get("teacher")
+    weights = args.teacher_weights or (None if args.teacher else config.get("teacher_weights"))
     if "soft" in protocols and not explicit:
         reason = None
         if teacher is None:
             reason = "no teacher (pass --teacher DIR)"
+        elif is_torchvision(teacher):
+            try:
+                torchvision_weights(teacher, weights)
+            except FastDistillError as exc:
+                reason = str(exc)
         elif not Path(teacher).exists():
             reason = f"the run's teacher {teacher} is missing (pass --teacher DIR)"
         if reason:
@@ -102,7 +112,8 @@ def run(args: Options) -> int:
                                  else None, protocols=protocols, seeds=args.seeds, base_seed=args.seed,
                                  epochs=args.epochs, student=args.student, device=device, stages=stage,
                                  stage_lrs=list(stage_lrs) if stage_lrs else None, track_best=args.track_best,
-                                 lr=args.lr, progress=not args.quiet, keep=run_dir / KEEP, reuse=args.resume)
+                                 lr=args.lr, progress=not args.quiet, keep=run_dir / KEEP, reuse=args.resume,
+                                 teacher_weights=weights)
     results["run"] = str(run_dir)
     results["options"] = as_config(args)
     if skipped:

@@ -44,7 +44,9 @@ class Options(RunOptions):
                                    shapes_result=True)
     latent_cache: str | None = option(None, "folder for the cached real-image latents, reusable across IPCs and "
                                             "seeds (default: OUTPUT/latents)", metavar="DIR")
-    teacher: str | None = option(None, "teacher folder (`squeeze`) for the soft-label evaluation")
+    teacher: str | None = option(None, "teacher folder (`squeeze`) or torchvision:NAME for the soft-label evaluation")
+    teacher_weights: str | None = option(None, "state-dict file of a torchvision:NAME teacher (default: the torch "
+                                               "hub cache's)")
     no_eval: bool = option(False, "skip the evaluation at the end")
     eval_seeds: int = option(3, "students per evaluated set", ge=1)
     eval_epochs: int | None = option(None, "student epochs (default per protocol)", ge=1)
@@ -58,7 +60,8 @@ def _evaluate(run_dir: Path, record: dict, data, args: Options, device) -> None:
     if not args.teacher:
         print("note: soft-label protocol skipped: no teacher (pass --teacher DIR from `fastdistill squeeze`)")
     results = evaluate_distilled(record["images"], record["labels"], data, teacher=args.teacher, protocols=protocols,
-                                 seeds=args.eval_seeds, epochs=args.eval_epochs, device=device, lr=args.eval_lr)
+                                 seeds=args.eval_seeds, epochs=args.eval_epochs, device=device, lr=args.eval_lr,
+                                 teacher_weights=args.teacher_weights)
     results["run"] = str(run_dir)
     if not args.teacher:
         results["skipped"] = {"soft": "no teacher (pass --teacher DIR)"}

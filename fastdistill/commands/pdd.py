@@ -16,7 +16,9 @@ HELP = "progressive distillation: P stages, each conditioned on the union of the
 class Options(MatchingOptions):
     base: str = option(None, "base method", choices=PDD_BASES, required=True, shapes_result=True)
     stages: int = option(5, "progressive stages P; each adds ipc/P images per class", ge=1, shapes_result=True)
-    teacher: str | None = option(None, "teacher folder (needed by --base delt)")
+    teacher: str | None = option(None, "teacher folder or torchvision:NAME (needed by --base delt)")
+    teacher_weights: str | None = option(None, "state-dict file of a torchvision:NAME teacher (default: the torch "
+                                               "hub cache's)")
 
 
 def run(options: Options) -> int:

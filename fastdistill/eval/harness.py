@@ -141,8 +141,8 @@ def evaluate_distilled(images: torch.Tensor, labels: torch.Tensor, dataset: Data
                        student: str | dict[str, str] | None = None, device: torch.device | str = "cpu",
                        stages: torch.Tensor | None = None, stage_lrs: Sequence[float | None] | None = None,
                        lr: float | None = None, track_best: int = 0, progress: bool = True,
-                       log: Callable[[str], None] = print, keep: str | Path | None = None, reuse: bool = False
-                       ) -> dict:
+                       log: Callable[[str], None] = print, keep: str | Path | None = None, reuse: bool = False,
+                       teacher_weights: str | Path | None = None) -> dict:
     """Train students on the distilled set and on seeded random real subsets; return a JSON-ready results dict.
 
     images: uint8 [N, C, H, W] (or float pixels in [0, 1]); labels: int64 [N]; dataset: the source
@@ -177,7 +177,7 @@ def evaluate_distilled(images: torch.Tensor, labels: torch.Tensor, dataset: Data
                                    "squeeze` output) or evaluate with --protocols hard")
         if not isinstance(teacher, nn.Module):
             teacher_name = str(teacher)
-            teacher, _ = load_teacher(teacher, info, device)
+            teacher, _ = load_teacher(teacher, info, device, teacher_weights)
         else:
             teacher_name = type(teacher).__name__
             teacher = teacher.to(device).eval().requires_grad_(False)

@@ -12,6 +12,7 @@ from torch import nn
 from fastdistill.data.base import DatasetInfo
 from fastdistill.errors import FastDistillError
 from fastdistill.models.registry import build_model
+from fastdistill.models.torchvision_teacher import is_torchvision, load_torchvision_teacher
 from fastdistill.utils.io import atomic_path, payload_bytes, read_json, write_json
 
 WEIGHTS, META = "teacher.safetensors", "teacher.json"
@@ -54,8 +55,18 @@ def teacher_files(path: str | Path) -> tuple[Path, Path]:
     return weights, meta
 
 
-def load_teacher(path: str | Path, info: DatasetInfo, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
-    """Load a frozen (eval, no-grad) teacher and check it fits the dataset: class count, names, channels, input size."""
+def load_teacher(path: str | Path, info: DatasetInfo, device: torch.device | str = "cpu",
+                 weights: str | Path | None = None) -> tuple[nn.Module, dict]:
+    """Load a frozen (eval, no-grad) teacher and check it fits the dataset: class count, names, channels, input size.
+
+    ``path``: a `squeeze` folder or weights file, or ``torchvision:NAME`` (then ``weights``: its state-dict file,
+    default the torch hub cache's; see ``torchvision_teacher``).
+    """
+    if is_torchvision(str(path)):
+        return load_torchvision_teacher(str(path), info, device, weights)
+    if weights is not None:
+        raise FastDistillError("--teacher-weights goes with --teacher torchvision:NAME; a `squeeze` teacher folder "
+                               "holds its own weights")
     weights, meta_path = teacher_files(path)
     meta = read_json(meta_path)
     if not isinstance(meta, dict) or not isinstance(meta.get("arch"), str) or not isinstance(meta.get("dataset"), dict):

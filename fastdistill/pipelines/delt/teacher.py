@@ -30,9 +30,10 @@ def obtain_teacher(ds: Dataset, teacher_path: str | None, run_dir: Path, cfg: DE
     return check_teacher(ds, teacher_path, device), teacher_path
 
 
-def check_teacher(ds: Dataset, teacher_path: str, device: torch.device) -> nn.Module:
-    """Load the teacher at ``teacher_path`` and check DELT can use it on ``ds`` (BatchNorm layers, accuracy)."""
-    teacher, _ = load_teacher(teacher_path, ds.info, device)
+def check_teacher(ds: Dataset, teacher_path: str, device: torch.device, weights: str | None = None) -> nn.Module:
+    """Load the teacher at ``teacher_path`` (``weights``: see ``load_teacher``) and check DELT can use it on ``ds``
+    (BatchNorm layers, accuracy)."""
+    teacher, _ = load_teacher(teacher_path, ds.info, device, weights)
     if not any(isinstance(m, nn.BatchNorm2d) for m in teacher.modules()):
         raise FastDistillError("the teacher has no BatchNorm2d layers, and DELT matches BN statistics; "
                                "use a batch-norm architecture such as convnet3-bn or resnet18-cifar")

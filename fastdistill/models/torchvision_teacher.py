@@ -1,0 +1,121 @@
+"""Teachers from torchvision (``--teacher torchvision:NAME``): weights from the torch hub cache or a given file.
+
+Nothing is downloaded: the weights are the file torchvision's ``Weights.DEFAULT.url`` names, in
+``torch.hub.get_dir()/checkpoints``, or ``--teacher-weights FILE`` (a state dict; ``.safetensors`` or a
+``torch.save`` file read with ``weights_only=True``). The model reads inputs normalized with its weights' mean/std;
+on data normalized otherwise it is wrapped (``Renormalized``) so that DELT's normalized tensors mean the same pixels.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from torch import nn
+
+from fastdistill.data.base import DatasetInfo
+from fastdistill.errors import FastDistillError
+
+PREFIX = "torchvision:"
+
+
+def is_torchvision(teacher: str | None) -> bool:
+    """Whether ``teacher`` names a torchvision model (``torchvision:NAME``)."""
+    return teacher is not None and str(teacher).startswith(PREFIX)
+
+
+def _weights_enum(name: str):
+    import torchvision.models as tvm
+
+    if name not in tvm.list_models(module=tvm):
+        raise FastDistillError(f"torchvision has no classification model {name!r}; use one of "
+                               f"torchvision.models.list_models(module=torchvision.models), e.g. resnet18")
+    return tvm.get_model_weights(name).DEFAULT
+
+
+def hub_file(name: str) -> Path:
+    """Where torch hub keeps the default weights of torchvision model ``name``."""
+    url = _weights_enum(name).url
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
+
+
+def weights_file(teacher: str, weights: str | Path | None = None) -> Path:
+    """The weights file of ``torchvision:NAME``: ``weights`` if given, else the hub cache's; one line if absent."""
+    name = teacher[len(PREFIX):]
+    if weights is not None:
+        path = Path(weights)
+        if not path.is_file():
+            raise FastDistillError(f"--teacher-weights {path} does not exist")
+        return path
+    path = hub_file(name)
+    if not path.is_file():
+        raise FastDistillError(f"no weights for {teacher} (nothing is downloaded): put {_weights_enum(name).url} at "
+                               f"{path}, or pass --teacher-weights FILE")
+    return path
+
+
+def _read_state(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        state = load_file(str(path)) if path.suffix == ".safetensors" else torch.load(
+            path, map_location="cpu", weights_only=True)
+    except (SafetensorError, OSError, RuntimeError, EOFError, ValueError) as exc:
+        raise FastDistillError(f"teacher weights {path} cannot be read ({str(exc).splitlines()[0][:120]})") from exc
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()) or not state:
+        raise FastDistillError(f"teacher weights {path} are not a state dict (name -> tensor)")
+    return state
+
+
+def _classes_of(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -> int:
+    """Classes ``state`` predicts: the output size of ``model``'s classifier (its last weight) in ``state``."""
+    head = [k for k in model.state_dict() if k.endswith("weight")][-1]
+    if head not in state:
+        raise FastDistillError(f"teacher weights {path} lack the classifier {head!r}; pass a state dict of this model")
+    return int(state[head].shape[0])
+
+
+class Renormalized(nn.Module):
+    """``model`` fed with data normalized by (``mean_in``, ``std_in``) re-normalized to (``mean``, ``std``)."""
+
+    def __init__(self, model: nn.Module, mean_in, std_in, mean, std):
+        super().__init__()
+        t = lambda v: torch.tensor(v, dtype=torch.float32).view(1, -1, 1, 1)  # noqa: E731
+        self.register_buffer("scale", t(std_in) / t(std))
+        self.register_buffer("shift", (t(mean_in) - t(mean)) / t(std))
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x * self.scale + self.shift)
+
+
+def load_torchvision_teacher(teacher: str, info: DatasetInfo, device: torch.device | str = "cpu",
+                             weights: str | Path | None = None) -> tuple[nn.Module, dict]:
+    """A frozen torchvision teacher for ``info`` and its metadata (arch, weights file, mean/std it reads)."""
+    import torchvision.models as tvm
+
+    name = teacher[len(PREFIX):]
+    default = _weights_enum(name)
+    path = weights_file(teacher, weights)
+    if info.channels != 3:
+        raise FastDistillError(f"{teacher} takes RGB images, {info.name} has {info.channels} channel(s)")
+    state = _read_state(path)
+    classes = _classes_of(tvm.get_model(name, weights=None), state, path)
+    if classes != info.num_classes:
+        raise FastDistillError(f"teacher {teacher} ({path.name}) predicts {classes} classes but {info.name} has "
+                               f"{info.num_classes}; use a dataset with the teacher's classes")
+    transform = default.transforms()
+    mean, std = tuple(transform.mean), tuple(transform.std)
+    model = tvm.get_model(name, weights=None, num_classes=classes)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise FastDistillError(f"teacher weights {path} do not match torchvision {name} "
+                               f"({str(exc).splitlines()[0][:120]})") from exc
+    if (tuple(info.mean), tuple(info.std)) != (mean, std):
+        model = Renormalized(model, info.mean, info.std, mean, std)
+    model.to(device).eval().requires_grad_(False)
+    return model, {"arch": teacher, "weights": str(path), "mean": list(mean), "std": list(std),
+                   "dataset": info.to_dict()}
