@@ -5,9 +5,29 @@ defining kernels is imported, hence here. Ops on CPU tensors still use their tor
 (``backend="triton"`` or ``FASTDISTILL_BACKEND=triton``), so tests of torch code paths are unaffected.
 """
 
+import contextlib
 import os
+import subprocess
 
+import pytest
 import torch
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """``tmpfs(size)``: mount a tmpfs of ``size`` (e.g. "64k") under tmp_path; skips where mounting is not permitted."""
+    with contextlib.ExitStack() as mounted:
+        def mount(size: str):
+            mnt = tmp_path / f"tmpfs-{size}"
+            mnt.mkdir()
+            args = ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)]
+            done = subprocess.run(args, capture_output=True)
+            if done.returncode != 0:
+                pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()[:80]}")
+            mounted.callback(subprocess.run, ["umount", str(mnt)], check=True)
+            return mnt
+
+        yield mount
