@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -70,6 +71,22 @@ class Split:
 
     def counts(self, num_classes: int) -> torch.Tensor:
         return torch.bincount(self.labels, minlength=num_classes)
+
+    def take(self, indices: torch.Tensor) -> torch.Tensor:
+        """uint8 images at ``indices`` (in that order): [len(indices), C, H, W]."""
+        return self.images[indices]
+
+    def batches(self, batch_size: int, start: int = 0, stop: int | None = None
+                ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+        """``(offset, uint8 images, labels)`` of consecutive batches of positions ``start:stop``, in order."""
+        stop = len(self) if stop is None else stop
+        for offset in range(start, stop, batch_size):
+            end = min(offset + batch_size, stop)
+            yield offset, self.images[offset:end], self.labels[offset:end]
+
+    def decoded(self) -> Split:
+        """A split with ``images`` addressable at random (this one: it is already in memory)."""
+        return self
 
 
 @dataclass
