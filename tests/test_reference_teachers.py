@@ -145,7 +145,7 @@ def test_missing_and_unexpected_keys_are_named(layouts, tmp_path):
     state = torch.load(path, weights_only=True)["model"]
     state["layers.conv.2.weight"][0, 0, 0, 0] = float("nan")
     torch.save({"model": state}, tmp_path / "nan.pth")
-    with pytest.raises(FastDistillError, match=r"holds NaN/inf \(in body.8.weight\)"):
+    with pytest.raises(FastDistillError, match=r"holds NaN/inf \(in layers.conv.2.weight\)"):
         load_teacher(tmp_path / "nan.pth", _info(size), fmt="rded")
 
 
@@ -235,3 +235,8 @@ def test_teacher_format_without_teacher_is_refused(tmp_path, capsys):
     rc = main(["delt", "--teacher-format", "rded", "--output", str(tmp_path / "o"), "--device", "cpu"])
     err = capsys.readouterr().err
     assert rc == 2 and "pass --teacher too" in err and not (tmp_path / "o").exists()
+
+
+def test_teacher_format_is_for_the_delt_base_only(tmp_path, capsys):
+    rc = main(["pdd", "--base", "dm", "--teacher-format", "rded", "--output", str(tmp_path / "o"), "--device", "cpu"])
+    assert rc == 2 and "for the teacher of --base delt" in capsys.readouterr().err

@@ -212,7 +212,8 @@ def reference_model(state: dict[str, torch.Tensor], info: DatasetInfo, where: st
     bad = next((k for k, v in mapped.items()
                 if v.is_floating_point() and not bool(torch.isfinite(v.sum(dtype=torch.float64)))), None)
     if bad:
-        raise FastDistillError(f"{where} holds NaN/inf (in {bad}); its training diverged: use another checkpoint")
+        raise FastDistillError(f"{where} holds NaN/inf (in {reference_name(bad)}); its training diverged: use another "
+                               "checkpoint")
     model.load_state_dict(mapped)
     classes = int(mapped["classifier.weight" if arch.startswith("convnet") else
                          ("net.fc.weight" if arch == "resnet18-cifar" else "fc.weight")].shape[0])

@@ -2,8 +2,10 @@
 
 Nothing is downloaded: the weights are the file torchvision's ``Weights.DEFAULT.url`` names, in
 ``torch.hub.get_dir()/checkpoints``, or ``--teacher-weights FILE`` (a state dict; ``.safetensors`` or a
-``torch.save`` file read with ``weights_only=True``). The model reads inputs normalized with its weights' mean/std;
-on data normalized otherwise it is wrapped (``Renormalized``) so that DELT's normalized tensors mean the same pixels.
+``torch.save`` file read with ``weights_only=True``, possibly nested under ``model`` as torchvision's reference
+training script saves it). The model reads inputs normalized with its weights' mean/std; on data normalized otherwise
+it is wrapped (``Renormalized``) so that DELT's normalized tensors mean the same pixels. A 1000-class model on a
+subset of ImageNet-1K's classes is restricted to them (``subset_logits``).
 """
 
 from __future__ import annotations
