@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -71,7 +72,7 @@ def data_fingerprint(dataset: Dataset) -> str:
     return dataset.fingerprint or f"built-in {dataset.info.name}"
 
 
-def teacher_format_option() -> str | None:
+def teacher_format_option() -> Any:
     """The ``--teacher-format`` field of a command that takes ``--teacher``."""
     return option(None, "how --teacher is stored: fastdistill (a `squeeze` folder; the default), torchvision (for "
                         "torchvision:NAME; the default there), rded (RDED/DELT .pth: ConvNet-D or "
