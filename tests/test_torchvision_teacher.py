@@ -91,3 +91,19 @@ def test_offline_without_weights_says_which_file_to_put_where(folder, tmp_path, 
     assert rc != 0 and len(errors) == 1
     line = errors[0]
     assert str(tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth") in line and "--teacher-weights" in line
+
+
+def test_a_torchvision_reference_script_checkpoint_loads_as_teacher_weights(folder, weights, tmp_path):
+    """torchvision's references/classification/train.py nests the state dict under "model" beside its arguments."""
+    import argparse
+
+    state = torch.load(weights, weights_only=True)
+    ckpt = tmp_path / "checkpoint.pth"
+    torch.save({"model": {f"module.{k}": v for k, v in state.items()}, "epoch": 49,
+                "args": argparse.Namespace(model="resnet18", lr=0.2)}, ckpt)
+    ds = load_dataset("imagefolder", str(folder), False, 32)
+    plain, _ = load_teacher("torchvision:resnet18", ds.info, "cpu", weights=weights)
+    nested, _ = load_teacher("torchvision:resnet18", ds.info, "cpu", weights=ckpt, fmt="torchvision")
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(plain(x), nested(x))

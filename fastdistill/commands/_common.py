@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -11,7 +12,8 @@ from fastdistill.commands._options import as_config, option, result_keys
 from fastdistill.commands.rundir import check_resume_config, write_config
 from fastdistill.data import DATASET_SPECS, Dataset
 from fastdistill.errors import FastDistillError
-from fastdistill.models.teacher import teacher_files
+from fastdistill.models.reference_teachers import REFERENCE_FORMATS
+from fastdistill.models.teacher import TEACHER_FORMATS, teacher_files, teacher_format
 from fastdistill.models.torchvision_teacher import is_torchvision
 from fastdistill.models.torchvision_teacher import weights_file as torchvision_weights
 from fastdistill.utils.fingerprint import file_sha256
@@ -70,10 +72,25 @@ def data_fingerprint(dataset: Dataset) -> str:
     return dataset.fingerprint or f"built-in {dataset.info.name}"
 
 
-def teacher_fingerprint(teacher: str | None, run_dir: Path, weights: str | None = None) -> str:
-    """sha256 of a teacher's weights; a teacher trained into the run (``RUN/teacher``) is ``trained into the run``."""
+def teacher_format_option() -> Any:
+    """The ``--teacher-format`` field of a command that takes ``--teacher``."""
+    return option(None, "how --teacher is stored: fastdistill (a `squeeze` folder; the default), torchvision (for "
+                        "torchvision:NAME; the default there), rded (RDED/DELT .pth: ConvNet-D or "
+                        "ResNet-18[-modified]), sre2l-cifar, sre2l-tiny (SRe2L's CIFAR / Tiny-ImageNet "
+                        "ResNet-18-modified .pth)",
+                  choices=TEACHER_FORMATS)
+
+
+def teacher_fingerprint(teacher: str | None, run_dir: Path, weights: str | None = None, fmt: str | None = None
+                        ) -> str:
+    """sha256 of a teacher's weights (a reference checkpoint's: ``SHA (FORMAT)``, the format shapes the teacher); a
+    teacher trained into the run (``RUN/teacher``) is ``trained into the run``."""
     if is_torchvision(teacher):
         return file_sha256(torchvision_weights(teacher, weights))
+    if teacher is not None and teacher_format(teacher, fmt) in REFERENCE_FORMATS:
+        if not Path(teacher).is_file():
+            raise FastDistillError(f"teacher checkpoint {teacher} does not exist")
+        return f"{file_sha256(Path(teacher))} ({fmt})"
     if teacher is None or Path(teacher).resolve() == (run_dir / "teacher").resolve():
         return "trained into the run"
     weights, _ = teacher_files(teacher)

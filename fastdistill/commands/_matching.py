@@ -16,6 +16,7 @@ from fastdistill.methods import RealData, build_method
 from fastdistill.methods.buffer import TRAJECTORIES, check_buffer_folder
 from fastdistill.methods.config import MethodConfig
 from fastdistill.methods.presets import resolve
+from fastdistill.models.teacher import teacher_format
 from fastdistill.pipelines.delt.teacher import check_teacher
 from fastdistill.pipelines.pdd.engine import ProgressiveRun
 from fastdistill.utils.fingerprint import file_sha256
@@ -80,6 +81,8 @@ def run_matching(args: MatchingOptions, command: str, method: str, stages: int) 
     overrides = {k: v for k, v in as_config(args).items() if k in _SETTINGS}
     if args.no_dsa:
         overrides["dsa"] = False
+    if method != "delt" and getattr(args, "teacher_format", None) is not None:
+        raise FastDistillError(f"--teacher-format is for the teacher of --base delt, not --base {method}")
     if method == "delt" and getattr(args, "teacher", None) is None:
         raise FastDistillError("--base delt needs a teacher: pass --teacher DIR (train one with "
                                f"`python -m fastdistill squeeze --dataset {args.dataset} --output DIR`)")
@@ -92,15 +95,18 @@ def run_matching(args: MatchingOptions, command: str, method: str, stages: int) 
     inputs["data"] = data_fingerprint(dataset)
     data = RealData(dataset.train, dataset.info, device)
     gen = generator(args.seed, device)
-    teacher = None
+    teacher, teacher_record = None, {}
     if method == "delt":
-        teacher = check_teacher(dataset, args.teacher, device, args.teacher_weights)
+        teacher, meta = check_teacher(dataset, args.teacher, device, args.teacher_weights, args.teacher_format)
+        teacher_record = {"teacher_format": teacher_format(args.teacher, args.teacher_format),
+                          "teacher_classes": meta.get("classes")}
     base = build_method(cfg, data, gen, dataset=dataset, teacher=teacher, seed=args.seed)
     run_dir = prepare_run_dir(args.output, command, args.resume)
     if method == "delt":
-        inputs["teacher"] = teacher_fingerprint(args.teacher, run_dir, args.teacher_weights)
+        inputs["teacher"] = teacher_fingerprint(args.teacher, run_dir, args.teacher_weights, args.teacher_format)
     done = ("distilled.pt",) if args.no_eval else ("distilled.pt", "results.json")
-    if record_run(run_dir, command, args, device, inputs=inputs, done=done, resolved=cfg.to_dict()):
+    if record_run(run_dir, command, args, device, inputs=inputs, done=done,
+                  resolved={**cfg.to_dict(), **teacher_record}):
         return 0
     runner = ProgressiveRun(base, data, cfg, run_dir, gen, progress=not args.quiet)
     if args.resume and runner.load_checkpoint():

@@ -5,7 +5,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from fastdistill.commands._common import RunOptions, data_fingerprint, record_run, resolve_device, teacher_fingerprint
+from fastdistill.commands._common import (
+    RunOptions,
+    data_fingerprint,
+    record_run,
+    resolve_device,
+    teacher_fingerprint,
+    teacher_format_option,
+)
 from fastdistill.commands._options import as_config, option
 from fastdistill.commands.rundir import prepare_run_dir
 from fastdistill.data import load_dataset
@@ -14,6 +21,7 @@ from fastdistill.eval.harness import evaluate_distilled, write_results
 from fastdistill.eval.protocols import PROTOCOLS
 from fastdistill.methods.delt.config import MODES, DELTConfig, validate
 from fastdistill.methods.delt.selection import MODES as SELECTION_MODES
+from fastdistill.models.teacher import teacher_format
 from fastdistill.pipelines.delt.pipeline import run_delt
 from fastdistill.pipelines.delt.teacher import check_teacher
 from fastdistill.pipelines.outputs import load_distilled
@@ -29,10 +37,11 @@ HELP = "distil a dataset with DELT (BN-statistic matching from real images, Earl
 class Options(RunOptions):
     """DELT options; None takes the dataset's preset (pipelines/delt/config.py)."""
 
-    teacher: str | None = option(None, "teacher folder from `squeeze`, or torchvision:NAME (default: train one "
-                                       "into the run)")
+    teacher: str | None = option(None, "teacher folder from `squeeze`, torchvision:NAME, or a reference checkpoint "
+                                       "(see --teacher-format) (default: train one into the run)")
     teacher_weights: str | None = option(None, "state-dict file of a torchvision:NAME teacher (default: the torch "
                                                "hub cache's)")
+    teacher_format: str | None = teacher_format_option()
     teacher_arch: str | None = option(None, "architecture of the teacher trained when --teacher is absent",
                                       shapes_result=True)
     ipc: int | None = option(None, "images per class (default per dataset)", ge=1, shapes_result=True)
@@ -82,19 +91,23 @@ def run(options: Options) -> int:
     if not options.no_eval and (not protocols or any(p not in PROTOCOLS for p in protocols)):
         raise FastDistillError(f"--eval-protocols takes a comma-separated subset of {','.join(PROTOCOLS)}, got "
                                f"{cfg.eval_protocols!r}")
+    fmt = teacher_format(options.teacher, options.teacher_format)
     ds = load_dataset(options.dataset, options.data_root, options.download, options.image_size)
     smallest = int(ds.train.counts(ds.info.num_classes).min())
     if cfg.ipc > smallest:
         raise FastDistillError(f"--ipc {cfg.ipc} is larger than the smallest class of {ds.info.name} ({smallest} "
                                f"training images); use --ipc {smallest} or fewer")
-    given = check_teacher(ds, options.teacher, device, options.teacher_weights) if options.teacher else None
+    given, meta = (check_teacher(ds, options.teacher, device, options.teacher_weights, options.teacher_format)
+                   if options.teacher else (None, {}))
     run_dir = prepare_run_dir(options.output, f"delt-{options.dataset}", options.resume)
     teacher = options.teacher or str(run_dir / "teacher")  # without --teacher, one is trained into the run
-    inputs = {"teacher": teacher_fingerprint(options.teacher, run_dir, options.teacher_weights),
+    inputs = {"teacher": teacher_fingerprint(options.teacher, run_dir, options.teacher_weights,
+                                             options.teacher_format),
               "data": data_fingerprint(ds)}
     done = (SUMMARY,) if options.no_eval else (SUMMARY, "results.json")
     if record_run(run_dir, NAME, options, device, inputs=inputs, done=done,
-                  resolved={**cfg.to_dict(), "teacher": teacher}):
+                  resolved={**cfg.to_dict(), "teacher": teacher, "teacher_format": fmt,
+                            "teacher_classes": meta.get("classes")}):
         return 0
     if options.resume and (run_dir / SUMMARY).exists():  # distilled earlier; only the evaluation is left
         print(f"{run_dir}: distillation already complete ({SUMMARY} kept); evaluating")

@@ -15,13 +15,14 @@ from pathlib import Path
 
 import torch
 
-from fastdistill.commands._common import resolve_device
+from fastdistill.commands._common import resolve_device, teacher_format_option
 from fastdistill.commands._options import as_config, option
 from fastdistill.commands.rundir import CONFIG
 from fastdistill.data import load_dataset
 from fastdistill.errors import FastDistillError
 from fastdistill.eval.harness import evaluate_distilled, write_results
 from fastdistill.eval.protocols import PROTOCOLS
+from fastdistill.models.teacher import teacher_format
 from fastdistill.models.torchvision_teacher import is_torchvision
 from fastdistill.models.torchvision_teacher import weights_file as torchvision_weights
 from fastdistill.pipelines.outputs import load_distilled
@@ -35,9 +36,11 @@ HELP = "train students on a distilled set and on a random real subset (hard and 
 @dataclass(kw_only=True)
 class Options:
     run_dir: str = option(None, "run folder holding distilled.pt", positional=True, required=True, metavar="RUN_DIR")
-    teacher: str | None = option(None, "teacher folder or torchvision:NAME for the soft protocol (default: the run's)")
+    teacher: str | None = option(None, "teacher folder, torchvision:NAME or a reference checkpoint for the soft "
+                                       "protocol (default: the run's)")
     teacher_weights: str | None = option(None, "state-dict file of a torchvision:NAME teacher (default: the torch "
                                                "hub cache's)")
+    teacher_format: str | None = teacher_format_option()
     protocols: str | None = option(None, f"comma-separated subset of {','.join(PROTOCOLS)} (default: both; soft "
                                          "needs a teacher)")
     seeds: int = option(3, "students per protocol and set", ge=1)
@@ -90,6 +93,8 @@ def run(args: Options) -> int:
     skipped: dict[str, str] = {}
     teacher = args.teacher or config.get("teacher")
     weights = args.teacher_weights or (None if args.teacher else config.get("teacher_weights"))
+    fmt = args.teacher_format or (None if args.teacher else config.get("teacher_format"))
+    fmt = teacher_format(teacher, fmt)
     if "soft" in protocols and not explicit:
         reason = None
         if teacher is None:
@@ -113,7 +118,7 @@ def run(args: Options) -> int:
                                  epochs=args.epochs, student=args.student, device=device, stages=stage,
                                  stage_lrs=list(stage_lrs) if stage_lrs else None, track_best=args.track_best,
                                  lr=args.lr, progress=not args.quiet, keep=run_dir / KEEP, reuse=args.resume,
-                                 teacher_weights=weights)
+                                 teacher_weights=weights, teacher_format=fmt)
     results["run"] = str(run_dir)
     results["options"] = as_config(args)
     if skipped:

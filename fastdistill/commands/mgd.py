@@ -5,8 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from fastdistill.commands._common import RunOptions, data_fingerprint, record_run, resolve_device
+from fastdistill.commands._common import (
+    RunOptions,
+    data_fingerprint,
+    record_run,
+    resolve_device,
+    teacher_format_option,
+)
 from fastdistill.commands._options import option
+from fastdistill.models.teacher import teacher_format
 from fastdistill.utils.fingerprint import files_sha256
 
 NAME = "mgd"
@@ -44,9 +51,11 @@ class Options(RunOptions):
                                    shapes_result=True)
     latent_cache: str | None = option(None, "folder for the cached real-image latents, reusable across IPCs and "
                                             "seeds (default: OUTPUT/latents)", metavar="DIR")
-    teacher: str | None = option(None, "teacher folder (`squeeze`) or torchvision:NAME for the soft-label evaluation")
+    teacher: str | None = option(None, "teacher folder (`squeeze`), torchvision:NAME or a reference checkpoint for "
+                                       "the soft-label evaluation")
     teacher_weights: str | None = option(None, "state-dict file of a torchvision:NAME teacher (default: the torch "
                                                "hub cache's)")
+    teacher_format: str | None = teacher_format_option()
     no_eval: bool = option(False, "skip the evaluation at the end")
     eval_seeds: int = option(3, "students per evaluated set", ge=1)
     eval_epochs: int | None = option(None, "student epochs (default per protocol)", ge=1)
@@ -61,7 +70,7 @@ def _evaluate(run_dir: Path, record: dict, data, args: Options, device) -> None:
         print("note: soft-label protocol skipped: no teacher (pass --teacher DIR from `fastdistill squeeze`)")
     results = evaluate_distilled(record["images"], record["labels"], data, teacher=args.teacher, protocols=protocols,
                                  seeds=args.eval_seeds, epochs=args.eval_epochs, device=device, lr=args.eval_lr,
-                                 teacher_weights=args.teacher_weights)
+                                 teacher_weights=args.teacher_weights, teacher_format=args.teacher_format)
     results["run"] = str(run_dir)
     if not args.teacher:
         results["skipped"] = {"soft": "no teacher (pass --teacher DIR)"}
@@ -84,6 +93,7 @@ def run(args: Options) -> int:
     from fastdistill.utils.seed import seed_everything
 
     require_diffusers()
+    teacher_format(args.teacher, args.teacher_format)  # a format without a teacher, or the wrong one: refused now
     device = resolve_device(args.device)
     gen = load_generator(args.diffusion, args.vae, device, resolve_dtype(args.dtype, device))
     image_size = args.image_size

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fastdistill.commands._common import teacher_format_option
 from fastdistill.commands._matching import MatchingOptions, run_matching
 from fastdistill.commands._options import option
 from fastdistill.methods.presets import PDD_BASES
@@ -16,9 +17,11 @@ HELP = "progressive distillation: P stages, each conditioned on the union of the
 class Options(MatchingOptions):
     base: str = option(None, "base method", choices=PDD_BASES, required=True, shapes_result=True)
     stages: int = option(5, "progressive stages P; each adds ipc/P images per class", ge=1, shapes_result=True)
-    teacher: str | None = option(None, "teacher folder or torchvision:NAME (needed by --base delt)")
+    teacher: str | None = option(None, "teacher folder, torchvision:NAME or a reference checkpoint (needed by --base "
+                                       "delt)")
     teacher_weights: str | None = option(None, "state-dict file of a torchvision:NAME teacher (default: the torch "
                                                "hub cache's)")
+    teacher_format: str | None = teacher_format_option()
 
 
 def run(options: Options) -> int:

@@ -142,12 +142,14 @@ def evaluate_distilled(images: torch.Tensor, labels: torch.Tensor, dataset: Data
                        stages: torch.Tensor | None = None, stage_lrs: Sequence[float | None] | None = None,
                        lr: float | None = None, track_best: int = 0, progress: bool = True,
                        log: Callable[[str], None] = print, keep: str | Path | None = None, reuse: bool = False,
-                       teacher_weights: str | Path | None = None) -> dict:
+                       teacher_weights: str | Path | None = None, teacher_format: str | None = None) -> dict:
     """Train students on the distilled set and on seeded random real subsets; return a JSON-ready results dict.
 
     images: uint8 [N, C, H, W] (or float pixels in [0, 1]); labels: int64 [N]; dataset: the source
     :class:`~fastdistill.data.Dataset` (random subsets come from ``dataset.train``, accuracy from ``dataset.test``).
-    teacher: a frozen module or a teacher folder (``fastdistill squeeze`` output); required by ``"soft"``.
+    teacher: a frozen module or a teacher folder (``fastdistill squeeze`` output), ``torchvision:NAME`` or a reference
+    checkpoint (``teacher_weights`` / ``teacher_format``: see :func:`~fastdistill.models.teacher.load_teacher`);
+    required by ``"soft"``.
     seeds: a count (``base_seed``, ``base_seed + 1``, ...) or explicit seeds. epochs / student: one value for all
     protocols or a ``{protocol: value}`` dict; defaults per protocol (:func:`~fastdistill.eval.protocols.
     default_epochs`, :data:`DEFAULT_STUDENTS`). stages: optional int [N] stage index per image for progressive
@@ -177,7 +179,7 @@ def evaluate_distilled(images: torch.Tensor, labels: torch.Tensor, dataset: Data
                                    "squeeze` output) or evaluate with --protocols hard")
         if not isinstance(teacher, nn.Module):
             teacher_name = str(teacher)
-            teacher, _ = load_teacher(teacher, info, device, teacher_weights)
+            teacher, _ = load_teacher(teacher, info, device, teacher_weights, teacher_format)
         else:
             teacher_name = type(teacher).__name__
             teacher = teacher.to(device).eval().requires_grad_(False)

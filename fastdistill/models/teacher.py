@@ -11,11 +11,15 @@ from torch import nn
 
 from fastdistill.data.base import DatasetInfo
 from fastdistill.errors import FastDistillError
+from fastdistill.models.reference_teachers import REFERENCE_FORMATS, load_reference_state, reference_model
 from fastdistill.models.registry import build_model
-from fastdistill.models.torchvision_teacher import is_torchvision, load_torchvision_teacher
+from fastdistill.models.subset_logits import fit_classes
+from fastdistill.models.torchvision_teacher import Renormalized, is_torchvision, load_torchvision_teacher
 from fastdistill.utils.io import atomic_path, payload_bytes, read_json, write_json
 
 WEIGHTS, META = "teacher.safetensors", "teacher.json"
+# --teacher-format: fastdistill (a `squeeze` folder), torchvision (torchvision:NAME), or a reference repository's file
+TEACHER_FORMATS = ("fastdistill", "torchvision", *REFERENCE_FORMATS)
 
 
 def save_teacher(folder: str | Path, model: nn.Module, arch: str, info: DatasetInfo, **meta: object) -> Path:
@@ -55,18 +59,42 @@ def teacher_files(path: str | Path) -> tuple[Path, Path]:
     return weights, meta
 
 
+def teacher_format(teacher: str | Path | None, fmt: str | None = None) -> str:
+    """The format of ``teacher``: ``fmt`` if given (checked against the teacher), else torchvision for
+    ``torchvision:NAME`` and fastdistill otherwise."""
+    tv = is_torchvision(None if teacher is None else str(teacher))
+    if teacher is None and fmt is not None:
+        raise FastDistillError(f"--teacher-format {fmt} says how --teacher is stored; pass --teacher too")
+    if fmt is None:
+        return "torchvision" if tv else "fastdistill"
+    if fmt not in TEACHER_FORMATS:
+        raise FastDistillError(f"unknown --teacher-format {fmt!r}; use one of {', '.join(TEACHER_FORMATS)}")
+    if tv and fmt != "torchvision":
+        raise FastDistillError(f"--teacher {teacher} is a torchvision model; with --teacher-format {fmt} pass the "
+                               "checkpoint file itself as --teacher FILE")
+    if fmt == "torchvision" and not tv:
+        raise FastDistillError("--teacher-format torchvision goes with --teacher torchvision:NAME (its weights file "
+                               "in --teacher-weights)")
+    return fmt
+
+
 def load_teacher(path: str | Path, info: DatasetInfo, device: torch.device | str = "cpu",
-                 weights: str | Path | None = None) -> tuple[nn.Module, dict]:
+                 weights: str | Path | None = None, fmt: str | None = None) -> tuple[nn.Module, dict]:
     """Load a frozen (eval, no-grad) teacher and check it fits the dataset: class count, names, channels, input size.
 
-    ``path``: a `squeeze` folder or weights file, or ``torchvision:NAME`` (then ``weights``: its state-dict file,
-    default the torch hub cache's; see ``torchvision_teacher``).
+    ``path``: a `squeeze` folder or weights file, ``torchvision:NAME`` (then ``weights``: its state-dict file,
+    default the torch hub cache's; see ``torchvision_teacher``), or with ``fmt`` rded / sre2l-cifar / sre2l-tiny a
+    reference repository's checkpoint file (``reference_teachers``). A 1000-class ImageNet teacher on a subset of
+    ImageNet-1K's classes is restricted to them (``subset_logits``); ``meta["classes"]`` says so.
     """
-    if is_torchvision(str(path)):
+    fmt = teacher_format(path, fmt)
+    if fmt == "torchvision":
         return load_torchvision_teacher(str(path), info, device, weights)
     if weights is not None:
         raise FastDistillError("--teacher-weights goes with --teacher torchvision:NAME; a `squeeze` teacher folder "
-                               "holds its own weights")
+                               "or a reference checkpoint holds its own weights")
+    if fmt in REFERENCE_FORMATS:
+        return _load_reference_teacher(Path(path), info, device, fmt)
     weights, meta_path = teacher_files(path)
     meta = read_json(meta_path)
     if not isinstance(meta, dict) or not isinstance(meta.get("arch"), str) or not isinstance(meta.get("dataset"), dict):
@@ -100,3 +128,17 @@ def load_teacher(path: str | Path, info: DatasetInfo, device: torch.device | str
                                f"({str(exc).splitlines()[0][:120]})") from exc
     model.to(device).eval().requires_grad_(False)
     return model, meta
+
+
+def _load_reference_teacher(path: Path, info: DatasetInfo, device: torch.device | str, fmt: str
+                            ) -> tuple[nn.Module, dict]:
+    """A teacher from a reference repository's checkpoint file (see ``reference_teachers``), reading ``info``'s
+    normalization."""
+    model, arch, classes = reference_model(load_reference_state(path, fmt), info, f"teacher checkpoint {path} ({fmt})")
+    spec = REFERENCE_FORMATS[fmt]
+    if (tuple(info.mean), tuple(info.std)) != (spec.mean, spec.std):
+        model = Renormalized(model, info.mean, info.std, spec.mean, spec.std)
+    model, class_note = fit_classes(model, classes, info, f"{path} ({fmt})")
+    model.to(device).eval().requires_grad_(False)
+    return model, {"arch": arch, "format": fmt, "weights": str(path), "mean": list(spec.mean), "std": list(spec.std),
+                   "dataset": info.to_dict(), "classes": class_note}

@@ -2,8 +2,10 @@
 
 Nothing is downloaded: the weights are the file torchvision's ``Weights.DEFAULT.url`` names, in
 ``torch.hub.get_dir()/checkpoints``, or ``--teacher-weights FILE`` (a state dict; ``.safetensors`` or a
-``torch.save`` file read with ``weights_only=True``). The model reads inputs normalized with its weights' mean/std;
-on data normalized otherwise it is wrapped (``Renormalized``) so that DELT's normalized tensors mean the same pixels.
+``torch.save`` file read with ``weights_only=True``, possibly nested under ``model`` as torchvision's reference
+training script saves it). The model reads inputs normalized with its weights' mean/std; on data normalized otherwise
+it is wrapped (``Renormalized``) so that DELT's normalized tensors mean the same pixels. A 1000-class model on a
+subset of ImageNet-1K's classes is restricted to them (``subset_logits``).
 """
 
 from __future__ import annotations
@@ -13,12 +15,12 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 from torch import nn
 
 from fastdistill.data.base import DatasetInfo
 from fastdistill.errors import FastDistillError
+from fastdistill.models.reference_teachers import extract_state, read_checkpoint
+from fastdistill.models.subset_logits import fit_classes
 
 PREFIX = "torchvision:"
 
@@ -59,14 +61,8 @@ def weights_file(teacher: str, weights: str | Path | None = None) -> Path:
 
 
 def _read_state(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        state = load_file(str(path)) if path.suffix == ".safetensors" else torch.load(
-            path, map_location="cpu", weights_only=True)
-    except (SafetensorError, OSError, RuntimeError, EOFError, ValueError) as exc:
-        raise FastDistillError(f"teacher weights {path} cannot be read ({str(exc).splitlines()[0][:120]})") from exc
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()) or not state:
-        raise FastDistillError(f"teacher weights {path} are not a state dict (name -> tensor)")
-    return state
+    """A plain state dict, or one nested as torchvision's reference training script saves it (``{"model": ...}``)."""
+    return extract_state(read_checkpoint(path), ("model", "state_dict"), f"teacher weights {path}")
 
 
 def _classes_of(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -> int:
@@ -103,9 +99,6 @@ def load_torchvision_teacher(teacher: str, info: DatasetInfo, device: torch.devi
         raise FastDistillError(f"{teacher} takes RGB images, {info.name} has {info.channels} channel(s)")
     state = _read_state(path)
     classes = _classes_of(tvm.get_model(name, weights=None), state, path)
-    if classes != info.num_classes:
-        raise FastDistillError(f"teacher {teacher} ({path.name}) predicts {classes} classes but {info.name} has "
-                               f"{info.num_classes}; use a dataset with the teacher's classes")
     transform = default.transforms()
     mean, std = tuple(transform.mean), tuple(transform.std)
     model = tvm.get_model(name, weights=None, num_classes=classes)
@@ -116,6 +109,7 @@ def load_torchvision_teacher(teacher: str, info: DatasetInfo, device: torch.devi
                                f"({str(exc).splitlines()[0][:120]})") from exc
     if (tuple(info.mean), tuple(info.std)) != (mean, std):
         model = Renormalized(model, info.mean, info.std, mean, std)
+    model, class_note = fit_classes(model, classes, info, f"{teacher} ({path.name})")
     model.to(device).eval().requires_grad_(False)
     return model, {"arch": teacher, "weights": str(path), "mean": list(mean), "std": list(std),
-                   "dataset": info.to_dict()}
+                   "dataset": info.to_dict(), "classes": class_note}

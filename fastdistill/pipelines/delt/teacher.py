@@ -27,13 +27,14 @@ def obtain_teacher(ds: Dataset, teacher_path: str | None, run_dir: Path, cfg: DE
             model, result = train_teacher(ds, SqueezeConfig(arch=cfg.teacher_arch, seed=cfg.seed), device)
             save_teacher(teacher_path, model, cfg.teacher_arch, ds.info, test_accuracy=result["test_accuracy"],
                          epochs=result["epochs"], seed=cfg.seed)
-    return check_teacher(ds, teacher_path, device), teacher_path
+    return check_teacher(ds, teacher_path, device)[0], teacher_path
 
 
-def check_teacher(ds: Dataset, teacher_path: str, device: torch.device, weights: str | None = None) -> nn.Module:
-    """Load the teacher at ``teacher_path`` (``weights``: see ``load_teacher``) and check DELT can use it on ``ds``
-    (BatchNorm layers, accuracy)."""
-    teacher, _ = load_teacher(teacher_path, ds.info, device, weights)
+def check_teacher(ds: Dataset, teacher_path: str, device: torch.device, weights: str | None = None,
+                  fmt: str | None = None) -> tuple[nn.Module, dict]:
+    """Load the teacher at ``teacher_path`` (``weights``, ``fmt``: see ``load_teacher``) and check DELT can use it on
+    ``ds`` (BatchNorm layers, accuracy); returns it and its metadata."""
+    teacher, meta = load_teacher(teacher_path, ds.info, device, weights, fmt)
     if not any(isinstance(m, nn.BatchNorm2d) for m in teacher.modules()):
         raise FastDistillError("the teacher has no BatchNorm2d layers, and DELT matches BN statistics; "
                                "use a batch-norm architecture such as convnet3-bn or resnet18-cifar")
@@ -42,4 +43,4 @@ def check_teacher(ds: Dataset, teacher_path: str, device: torch.device, weights:
     if acc < SANITY_FACTOR * 100.0 / ds.info.num_classes:
         raise FastDistillError(f"the teacher reaches only {acc:.1f}% on {len(sample)} test images of {ds.info.name}; "
                                "its class order probably does not match the data (or it is untrained)")
-    return teacher
+    return teacher, meta
