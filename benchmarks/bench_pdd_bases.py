@@ -44,7 +44,7 @@ def _setup(device: str, method: str, **extra: object):
     cfg = MethodConfig(method=method, ipc=IPC, batch_real=shape["real"], dsa=method != "dc", outer_loop=2,
                        inner_loop=2, syn_steps=shape["syn_steps"], max_start_epoch=1, expert_epochs=1, lr_img=0.1,
                        **extra)
-    images = StageImages(data.x.new_zeros(CLASSES, 0, 1, size, size), data.init_images(IPC, g), info,
+    images = StageImages(torch.zeros(CLASSES, 0, 1, size, size, device=device), data.init_images(IPC, g), info,
                          lr=cfg.lr_img, momentum=0.5)
     return cfg, data, images, g
 

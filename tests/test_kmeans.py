@@ -14,7 +14,7 @@ import torch
 
 from fastdistill import _extension
 from fastdistill.errors import FastDistillError
-from fastdistill.ops import assign_modes, kmeans
+from fastdistill.ops import assign_modes, kmeans, kmeans_grouped
 from fastdistill.ops.rerank_bound import score_slack
 
 HAS_CPP = _extension.available()
@@ -131,6 +131,33 @@ def test_backends_agree():
     for h in range(4):  # the same centroids, possibly in another order
         torch.testing.assert_close(torch.cdist(c_cpp[h], c_torch[h]).min(1).values, torch.zeros(6), atol=1e-4,
                                    rtol=0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("budget", [None, 2 * 80 * 12 * 4])  # one batch of all groups; three batches of two
+def test_grouped_from_a_reader_equals_kmeans_bit_for_bit(backend, budget, monkeypatch):
+    points, groups, _, _ = planted(6, 5, 12, 80, seed=4)
+    half = points.half()  # the latent cache's dtype: read as float16, clustered in float32
+    if budget is not None:
+        monkeypatch.setattr(importlib.import_module("fastdistill.ops.kmeans"), "_CPU_BATCH_BYTES", budget)
+    whole, _ = kmeans(half.float(), 5, groups, seed=7, backend=backend)
+    order = torch.argsort(groups, stable=True)
+    reads = []
+
+    def rows(lo: int, hi: int) -> torch.Tensor:
+        reads.append((lo, hi))
+        return half[order[lo:hi]]
+
+    counts = torch.bincount(groups).tolist()
+    centroids = kmeans_grouped(rows, counts, 12, 5, seed=7, backend=backend)
+    assert centroids.dtype == torch.float32 and torch.equal(centroids, whole)
+    assert len(reads) == (1 if budget is None else 3) and reads[-1][1] == len(points)
+    with pytest.raises(FastDistillError, match="group 0 has 80 points, fewer than k=90"):
+        kmeans_grouped(rows, counts, 12, 90)
+    nan = half.clone()
+    nan[order[100], 3] = float("nan")
+    with pytest.raises(FastDistillError, match="NaN or Inf .first at row 100"):
+        kmeans_grouped(lambda lo, hi: nan[order[lo:hi]], counts, 12, 5)
 
 
 def test_k_larger_than_a_group_names_the_group():

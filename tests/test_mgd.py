@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -15,7 +16,9 @@ diffusers = pytest.importorskip("diffusers")
 
 from fastdistill.cli import main  # noqa: E402
 from fastdistill.data import load_dataset  # noqa: E402
+from fastdistill.data.base import Split, to_float  # noqa: E402
 from fastdistill.errors import FastDistillError  # noqa: E402
+from fastdistill.ops import kmeans  # noqa: E402
 from fastdistill.pipelines.mgd import (  # noqa: E402
     GuidanceConfig,
     build_tables,
@@ -30,9 +33,10 @@ from fastdistill.pipelines.mgd import (  # noqa: E402
     sample_rows,
     stop_index,
 )
+from fastdistill.pipelines.mgd import latents as latents_module  # noqa: E402
 from fastdistill.pipelines.mgd._deps import require_diffusers  # noqa: E402
 from fastdistill.pipelines.mgd.convert import convert_state_dict  # noqa: E402
-from fastdistill.pipelines.mgd.latents import encode_cached  # noqa: E402
+from fastdistill.pipelines.mgd.latents import content_hash, encode_cached  # noqa: E402
 from fastdistill.pipelines.mgd.models import DiTDenoiser, PixelCodec  # noqa: E402
 from fastdistill.pipelines.mgd.pixel_diffusion import PixelTrainConfig, train_pixel_diffusion  # noqa: E402
 from fastdistill.pipelines.mgd.step import cfg_combine, ddim_step, ddpm_step  # noqa: E402
@@ -273,16 +277,68 @@ def test_modes_kmeans_uses_the_ops_kmeans():
     assert (dist.min(1).values == 0).all()
 
 
+class _CountingCodec(PixelCodec):
+    """A pixel codec that counts its calls and can be stopped (like a killed run) after ``stop_after`` of them."""
+
+    def __init__(self, stop_after: int | None = None):
+        super().__init__(1, 4)
+        self.calls, self.stop_after = 0, stop_after
+
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        if self.stop_after is not None and self.calls == self.stop_after:
+            raise KeyboardInterrupt
+        self.calls += 1
+        return super().encode(pixels)
+
+
 def test_latent_cache_resumes_and_refuses_other_data(tmp_path):
     images = torch.randint(0, 256, (2500, 1, 4, 4), dtype=torch.uint8)
-    codec = PixelCodec(1, 4)
-    first = encode_cached(codec, images, tmp_path, 512, CPU)
+    split = Split(images, torch.zeros(2500, dtype=torch.long))
+    data_id = f"sha1:{content_hash(split)}"
+    with pytest.raises(KeyboardInterrupt):  # killed while encoding the second chunk (batches of 512: 2 per chunk)
+        encode_cached(_CountingCodec(stop_after=3), split, tmp_path, 512, CPU, data_id)
+    assert sorted(p.name for p in tmp_path.glob("chunk_*.pt")) == ["chunk_00000.pt"]
+    assert not list(tmp_path.glob(".*.tmp"))  # chunks are written atomically
+    kept = (tmp_path / "chunk_00000.pt").stat().st_mtime_ns
+    codec = _CountingCodec()
+    first = encode_cached(codec, split, tmp_path, 512, CPU, data_id)  # continues at the first unfinished chunk
+    assert codec.calls == 3 and (tmp_path / "chunk_00000.pt").stat().st_mtime_ns == kept  # 2 + 1 batches
     assert sorted(p.name for p in tmp_path.glob("chunk_*.pt")) == ["chunk_00000.pt", "chunk_00001.pt", "chunk_00002.pt"]
+    assert len(first) == 2500 and first.shape[1:] == (1, 4, 4)
+    if Path("/proc/self/maps").exists():  # the chunks are memory-mapped, not read into memory
+        maps = Path("/proc/self/maps").read_text()
+        assert all(str(tmp_path / f"chunk_0000{k}.pt") in maps for k in range(3))
+    rows = torch.tensor([2499, 0, 1500, 1024, 7])
+    expected = images[rows].float() / 255 * 2 - 1
+    assert first.take(rows).dtype == torch.float16
+    torch.testing.assert_close(first.take(rows).float(), expected, atol=1e-3, rtol=0)
+    reference = first.take(torch.arange(2500))
+    del first  # unmap before a chunk is truncated in place below (a mapped file must not shrink)
     (tmp_path / "chunk_00001.pt").unlink()
-    torch.testing.assert_close(encode_cached(codec, images, tmp_path, 100, CPU), first)
-    torch.testing.assert_close(first, images.float() / 255 * 2 - 1, atol=1e-3, rtol=0)
-    with pytest.raises(FastDistillError, match="latent cache"):
-        encode_cached(codec, images.flip(0), tmp_path, 512, CPU)
+    (tmp_path / "chunk_00002.pt").write_bytes(b"")  # unreadable: redone
+    again = encode_cached(codec := _CountingCodec(), split, tmp_path, 100, CPU, data_id)
+    assert codec.calls == 11 + 5  # chunk 1 (1024 images) and chunk 2 (452) in batches of 100
+    assert torch.equal(again.take(torch.arange(2500)), reference)
+    flipped = Split(images.flip(0), split.labels)
+    with pytest.raises(FastDistillError, match="latent cache .* \\(data differ\\)"):
+        encode_cached(codec, flipped, tmp_path, 512, CPU, f"sha1:{content_hash(flipped)}")
+    with pytest.raises(FastDistillError, match="\\(codec differ\\)"):
+        encode_cached(PixelCodec(1, 8), split, tmp_path, 512, CPU, data_id)
+
+
+def test_modes_read_class_by_class_from_the_cache_equal_modes_of_the_whole_tensor(tmp_path, monkeypatch):
+    monkeypatch.setattr(latents_module, "CHUNK", 16)  # 90 images: 6 chunks, classes straddle them
+    gen = torch.Generator().manual_seed(5)
+    images = torch.randint(0, 256, (90, 1, 4, 4), dtype=torch.uint8, generator=gen)
+    labels = torch.randint(0, 3, (90,), generator=gen)
+    labels[:9] = torch.arange(3).repeat(3)  # every class has enough images
+    cache = encode_cached(PixelCodec(1, 4), Split(images, labels), tmp_path, 7, CPU, "test")
+    whole = cache.take(torch.arange(90)).float()  # what the pipeline held before: every latent as fp32
+    for method, closest in (("kmeans", False), ("kmeans", True), ("random", False), ("gmm", True)):
+        got = discover_modes(cache, labels, ("a", "b", "c"), 3, method, closest, seed=2)
+        assert torch.equal(got, discover_modes(whole, labels, ("a", "b", "c"), 3, method, closest, seed=2)), method
+    centroids, _ = kmeans(whole.flatten(1), 3, groups=labels, seed=2)  # the one batched call it replaces
+    assert torch.equal(discover_modes(cache, labels, ("a", "b", "c"), 3, seed=2), centroids.view(3, 3, 1, 4, 4))
 
 
 def test_shipped_mappings():
@@ -308,14 +364,15 @@ def test_mapping_that_misses_a_folder_is_an_error(tmp_path):
 
 # --- real-model path: tiny local diffusers folders ---------------------------------------------------------------
 
-def _imagefolder(root: Path, classes: list[str], per_class: int = 3, size: int = 20) -> Path:
-    rng = np.random.default_rng(0)
+def _imagefolder(root: Path, classes: list[str], per_class: int = 3, size: int = 20, suffix: str = ".png",
+                 seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
     for split in ("train", "val"):
         for c in classes:
             folder = root / split / c
             folder.mkdir(parents=True)
             for i in range(per_class):
-                Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+                Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(folder / f"{i}{suffix}")
     return root
 
 
@@ -340,6 +397,56 @@ def test_dit_pipeline_end_to_end_from_saved_folders(dit_dir, tmp_path):
         assert len(list((out / "images" / c).glob("*.png"))) == 2
     config = json.loads((out / "config.json").read_text())
     assert config["config"]["diffusion"] == str(dit_dir) and config["generator"] == "dit"
+
+
+def test_mgd_on_an_imagefolder_through_the_latent_cache_and_a_resume(dit_dir, tmp_path, monkeypatch, capsys):
+    """JPEG class folders: latents encoded in one streamed pass into the chunked fp16 cache, k-means modes read from
+    it class by class; a run killed while encoding resumes at the first unfinished chunk, reusing the others."""
+    monkeypatch.setattr(latents_module, "CHUNK", 4)  # 10 train images: chunks of 4, 4 and 2
+    classes = ["n01440764", "n03888257"]
+    root = _imagefolder(tmp_path / "nette", classes, per_class=5, suffix=".jpg")
+    out = tmp_path / "run"
+    argv = ["mgd", "--dataset", "imagefolder", "--data-root", str(root), "--diffusion", str(dit_dir), "--ipc", "2",
+            "--steps", "2", "--batch-size", "3", "--no-eval", "--device", "cpu", "--seed", "1"]
+    assert main([*argv, "--output", str(out)]) == 0
+    record = torch.load(out / "distilled.pt", weights_only=True)
+    assert record["images"].shape == (4, 3, 16, 16) and record["labels"].tolist() == [0, 0, 1, 1]
+    cache = out / "latents"
+    chunks = sorted(cache.glob("chunk_*.pt"))
+    assert [p.name for p in chunks] == ["chunk_00000.pt", "chunk_00001.pt", "chunk_00002.pt"]
+    meta = json.loads((cache / "meta.json").read_text())
+    fingerprint = json.loads((out / "config.json").read_text())["inputs"]["data"]
+    assert meta["count"] == 10 and meta["dtype"] == "float16" and meta["data"].startswith(fingerprint)
+    assert "3x16x16" in meta["data"]  # the decode settings are part of the identity
+
+    data = load_dataset("imagefolder", str(root), False, 16)
+    gen = load_generator(str(dit_dir), None, CPU, torch.float32)
+    cached = torch.cat([torch.load(p, weights_only=True) for p in chunks])
+    assert cached.dtype == torch.float16 and cached.shape == (10, 4, 8, 8)
+    torch.testing.assert_close(cached.float(), gen.codec.encode(to_float(data.train.images)), atol=2e-3, rtol=1e-3)
+    modes = torch.load(out / "modes.pt", weights_only=True)
+    assert torch.equal(modes, discover_modes(cached.float(), data.train.labels, classes, 2, seed=0))
+
+    # killed while encoding the last chunk: nothing after it exists; --resume encodes only that chunk
+    for name in ("distilled.pt", "grid.png", "modes.pt", "images", "samples", "latents/chunk_00002.pt"):
+        path = out / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    kept = [p.stat().st_mtime_ns for p in chunks[:2]]
+    assert main([*argv, "--output", str(out), "--resume"]) == 0
+    assert [p.stat().st_mtime_ns for p in chunks[:2]] == kept and chunks[2].exists()
+    again = torch.load(out / "distilled.pt", weights_only=True)
+    assert torch.equal(again["images"], record["images"])
+
+    # the cache is reusable across runs of the same data, and refused (one line) for other data
+    assert main([*argv, "--output", str(tmp_path / "ipc1"), "--ipc", "1", "--latent-cache", str(cache)]) == 0
+    assert [p.stat().st_mtime_ns for p in chunks[:2]] == kept
+    other = _imagefolder(tmp_path / "other", classes, per_class=5, suffix=".jpg", seed=1)
+    capsys.readouterr()
+    argv[argv.index(str(root))] = str(other)
+    assert main([*argv, "--output", str(tmp_path / "o"), "--latent-cache", str(cache)]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(err) == 1 and f"latent cache {cache} was made for other data" in err[0] and "(data differ)" in err[0]
+    assert not (tmp_path / "o").exists()
 
 
 def test_hub_layout_dit_pipeline_folder_loads(tmp_path):

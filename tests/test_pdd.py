@@ -221,7 +221,7 @@ def test_dsa_step_runs_and_reports_its_name(real):
     cfg = resolve("dsa", "digits", 1, 1, {**TINY, "outer_loop": 2, "inner_loop": 1})
     g = generator(0)
     method = build_method(cfg, real, g)
-    images = StageImages(real.x.new_zeros(10, 0, 1, 8, 8), real.init_images(1, g), real.info, lr=0.1, momentum=0.5)
+    images = StageImages(torch.zeros(10, 0, 1, 8, 8), real.init_images(1, g), real.info, lr=0.1, momentum=0.5)
     loss = method.step(images)
     assert method.name == "dsa" and method.dsa is not None and loss > 0
 

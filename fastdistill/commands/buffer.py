@@ -10,14 +10,17 @@ from fastdistill.commands._common import RunOptions, data_fingerprint, record_ru
 from fastdistill.commands._options import option
 from fastdistill.commands.rundir import prepare_run_dir
 from fastdistill.data import dataset_presets, load_dataset
+from fastdistill.data.base import to_float
 from fastdistill.errors import FastDistillError
 from fastdistill.methods import RealData, flat_model
 from fastdistill.methods.buffer import META, TRAJECTORIES, save_buffer, train_experts
 from fastdistill.methods.functional import stacked_accuracy
+from fastdistill.models.accuracy import split_batches
 from fastdistill.utils.seed import generator
 
 NAME = "buffer"
 HELP = "train expert trajectories for MTT (SGD on real data, parameters saved after every epoch)"
+TEST_BATCH = 1024  # test images per accuracy batch
 
 
 @dataclass(kw_only=True)
@@ -51,8 +54,9 @@ def run(args: Options) -> int:
                                  batch_size=batch_size, dsa=dsa, generator=generator(args.seed, device),
                                  parallel=args.experts_parallel, progress=not args.quiet)
     seconds = time.perf_counter() - started
-    test = RealData(dataset.test, info, device)
-    acc = stacked_accuracy(fm, trajectories[:, -1].to(device), test.x, test.y).tolist()
+    final = trajectories[:, -1].to(device)
+    acc = stacked_accuracy(fm, final, split_batches(dataset.test, TEST_BATCH),
+                           lambda u8: info.normalize(to_float(u8.to(device)))).tolist()
     meta = {"arch": args.arch, "dataset": info.to_dict(), "experts": args.experts, "epochs": args.epochs,
             "lr_teacher": args.lr_teacher, "batch_size": batch_size, "dsa": dsa is not None,
             "seed": args.seed, "num_params": fm.numel, "test_accuracy": acc, "seconds": seconds}

@@ -29,6 +29,7 @@ from fastdistill.data.base import Dataset, Split
 from fastdistill.errors import FastDistillError
 from fastdistill.eval.protocols import PROTOCOLS, make_protocol
 from fastdistill.eval.trainer import StudentTrainer
+from fastdistill.methods.realdata import batch_source
 from fastdistill.models.teacher import load_teacher
 from fastdistill.utils.io import read_json, write_json
 from fastdistill.utils.seed import generator
@@ -47,12 +48,12 @@ def random_real_subset(train: Split, labels: torch.Tensor, seed: int) -> tuple[t
     index = torch.empty_like(labels)
     for c in labels.unique().tolist():
         slots = (labels == c).nonzero().flatten()
-        pool = train.class_indices(c)
+        pool = (train.labels == c).nonzero().flatten()
         if len(slots) > len(pool):
             raise FastDistillError(f"class {c} has {len(slots)} distilled images but only {len(pool)} real training "
                                    "images; the random-real baseline needs at least as many")
         index[slots] = pool[torch.randperm(len(pool), generator=g)[: len(slots)]]
-    return train.images[index], train.labels[index]
+    return train.take(index), train.labels[index]
 
 
 def _check_inputs(images: torch.Tensor, labels: torch.Tensor, dataset: Dataset,
@@ -186,7 +187,8 @@ def evaluate_distilled(images: torch.Tensor, labels: torch.Tensor, dataset: Data
     seed_list = _seed_list(seeds, base_seed)
     labels = labels.cpu().long()
     stages = None if stages is None else stages.cpu().long()
-    test = Split(dataset.test.images.to(device), dataset.test.labels.to(device))
+    test = dataset.test.decoded()  # evaluated after every student: random access (a memory map when streamed)
+    test = Split(batch_source(test.images, device), test.labels)
     counts = torch.bincount(labels, minlength=info.num_classes).tolist()
     results: dict = {"dataset": info.name, "num_images": int(labels.numel()), "per_class": counts,
                      "ipc": labels.numel() / info.num_classes, "seeds": seed_list, "device": str(device),

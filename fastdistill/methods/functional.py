@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +21,10 @@ from torch.func import functional_call, grad_and_value, vmap
 
 from fastdistill.augment.dsa import DSAConfig, apply_dsa, sample_dsa_params
 from fastdistill.errors import FastDistillError
-from fastdistill.models.accuracy import count_correct
+from fastdistill.models.accuracy import Batches, count_correct
+
+if TYPE_CHECKING:
+    from fastdistill.methods.realdata import RealImages
 
 
 class _Features(nn.Module):
@@ -97,13 +101,14 @@ def sgd_update(p: torch.Tensor, g: torch.Tensor, buf: torch.Tensor | None, lr: f
     return p - lr * g, buf
 
 
-def train_networks(fm: FlatModel, flats: torch.Tensor, x: torch.Tensor, y: torch.Tensor, epochs: int, *,
-                   lr: float, generator: torch.Generator, momentum: float = 0.0, weight_decay: float = 0.0,
+def train_networks(fm: FlatModel, flats: torch.Tensor, x: torch.Tensor | RealImages, y: torch.Tensor, epochs: int,
+                   *, lr: float, generator: torch.Generator, momentum: float = 0.0, weight_decay: float = 0.0,
                    batch_size: int = 256, dsa: DSAConfig | None = None, halve_at: bool = False,
                    record: bool = False, chunk: int | None = None,
                    on_epoch: Callable[[int], None] | None = None, batched: bool | None = None) -> torch.Tensor:
     """Train K networks ``flats [K, P]`` on ``(x, y)`` for ``epochs`` epochs, every network on its own shuffle and its
-    own per-sample DSA draws, one vmapped step per minibatch.
+    own per-sample DSA draws, one vmapped step per minibatch. ``x`` is a normalized float tensor or real images
+    converted batch by batch (:class:`~fastdistill.methods.realdata.RealImages`).
 
     ``halve_at`` multiplies the LR by 0.1 from epoch ``epochs // 2`` (the DC evaluation schedule). Returns the final
     parameters ``[K, P]``, or with ``record`` the trajectory ``[K, epochs + 1, P]`` (start and after every epoch,
@@ -121,8 +126,8 @@ def train_networks(fm: FlatModel, flats: torch.Tensor, x: torch.Tensor, y: torch
     return torch.cat(outs)
 
 
-def _train_chunk(fm: FlatModel, flats: torch.Tensor, x: torch.Tensor, y: torch.Tensor, epochs: int, lr: float,
-                 generator: torch.Generator, momentum: float, weight_decay: float, batch_size: int,
+def _train_chunk(fm: FlatModel, flats: torch.Tensor, x: torch.Tensor | RealImages, y: torch.Tensor, epochs: int,
+                 lr: float, generator: torch.Generator, momentum: float, weight_decay: float, batch_size: int,
                  dsa: DSAConfig | None, halve_at: bool, record: bool,
                  on_epoch: Callable[[int], None] | None, batched: bool) -> torch.Tensor:
     def loss(flat: torch.Tensor, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
@@ -158,9 +163,10 @@ def _train_chunk(fm: FlatModel, flats: torch.Tensor, x: torch.Tensor, y: torch.T
 
 
 @torch.no_grad()
-def stacked_accuracy(fm: FlatModel, flats: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
-                     batch_size: int = 1024) -> torch.Tensor:
-    """Top-1 accuracy (percent) of each of K networks on ``(x, y)``: ``[K]``."""
+def stacked_accuracy(fm: FlatModel, flats: torch.Tensor, batches: Batches,
+                     prepare: Callable[[torch.Tensor], torch.Tensor] = lambda x: x) -> torch.Tensor:
+    """Top-1 accuracy (percent) of each of K networks on ``prepare(images)`` of ``batches`` of ``(images, labels)``
+    (e.g. :func:`~fastdistill.models.accuracy.split_batches`): ``[K]``."""
     logits = vmap(fm.logits, in_dims=(0, None))
-    correct = count_correct(lambda xb: logits(flats, xb), x, y, batch_size)
-    return 100.0 * correct.float() / x.shape[0]
+    correct, total = count_correct(lambda xb: logits(flats, prepare(xb)), batches)
+    return 100.0 * correct.float() / max(1, total)

@@ -9,7 +9,7 @@ One op per file: ``<op>.py`` holds the public function, its input checks, autogr
 
 from fastdistill.ops.assign_modes import assign_modes
 from fastdistill.ops.bn_stat_loss import bn_stat_loss
-from fastdistill.ops.kmeans import kmeans
+from fastdistill.ops.kmeans import kmeans, kmeans_grouped
 from fastdistill.ops.stat_batchnorm import BNStatMatching, StatBatchNorm2d, bn_stat_matching, stat_batch_norm
 from fastdistill.ops.subtask_adam import subtask_adam_step
 
@@ -20,6 +20,7 @@ __all__ = [
     "bn_stat_loss",
     "bn_stat_matching",
     "kmeans",
+    "kmeans_grouped",
     "stat_batch_norm",
     "subtask_adam_step",
 ]

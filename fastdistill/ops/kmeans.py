@@ -5,12 +5,14 @@ CUDA), each from seeding to convergence while it stays in cache. Each Lloyd iter
 ``fastdistill::kmeans_step`` (backend ``cpp``) assigns every point as ``assign_modes`` does and accumulates the
 per-centroid float64 sums in a fixed order, so results are bit-reproducible for a seed. The ``torch`` backend
 (``kmeans_torch``, used without the extension) does the same with ``assign_modes_torch`` and ``index_add_``; on CUDA
-``index_add_`` uses atomics, so only the ``cpp`` backend is reproducible there.
+``index_add_`` uses atomics, so only the ``cpp`` backend is reproducible there. ``kmeans_grouped`` is the same
+clustering for points read one batch of groups at a time (e.g. class by class from a memory-mapped latent cache).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
@@ -48,37 +50,73 @@ def kmeans(points: torch.Tensor, k: int, groups: torch.Tensor | None = None, ite
         points farthest from their centroid, as in scikit-learn.
     """
     num_groups, counts = _check(points, k, groups, iters, tol, init)
-    use_cpp = backend_for("kmeans", points.device, backend) == "cpp"
     order = None
     if groups is not None and not bool((groups[1:] >= groups[:-1]).all()):
         order = torch.argsort(groups, stable=True)
-    offsets = [0, *torch.cumsum(counts, 0).tolist()]
-    generator = torch.Generator().manual_seed(seed)
+
+    def positions(lo: int, hi: int) -> torch.Tensor | slice:
+        return order[lo:hi] if order is not None else slice(lo, hi)
+
     centroids = torch.empty(num_groups, k, points.shape[1], dtype=points.dtype, device=points.device)
     index = torch.empty(points.shape[0], dtype=torch.int64, device=points.device)
-    batches = _batches(points, offsets)
-    # One float32 buffer for every batch (centred in place there; a fresh allocation per batch costs page faults).
-    buffer = torch.empty(max(offsets[g1] - offsets[g0] for g0, g1 in batches), points.shape[1], dtype=torch.float32,
-                         device=points.device)
-    for g0, g1 in batches:
-        lo, hi = offsets[g0], offsets[g1]
-        rows = order[lo:hi] if order is not None else slice(lo, hi)
-        local = [o - lo for o in offsets[g0:g1 + 1]]
-        ids = None
-        if groups is not None:
-            ids = torch.repeat_interleave(torch.arange(g1 - g0, device=points.device), counts[g0:g1])
-        x = buffer[:hi - lo].copy_(points[rows])
-        found, assigned = _kmeans_batch(x, counts[g0:g1], local, ids, k, iters, tol, init, generator, use_cpp)
+    for (lo, hi), (g0, g1), found, assigned in _cluster(lambda lo, hi: points[positions(lo, hi)], counts,
+                                                         points.shape[1], points.device, k, groups is not None,
+                                                         iters, tol, seed, init, backend):
         centroids[g0:g1] = found.to(points.dtype)
-        index[rows] = assigned
+        index[positions(lo, hi)] = assigned
     return (centroids if groups is not None else centroids[0]), index
 
 
-def _batches(x: torch.Tensor, offsets: list[int]) -> list[tuple[int, int]]:
+def kmeans_grouped(rows: Callable[[int, int], torch.Tensor], counts: Sequence[int], dim: int, k: int,
+                   iters: int = 50, tol: float = 1e-4, seed: int = 0, init: str = "k-means++",
+                   backend: str | None = None, device: torch.device | str = "cpu") -> torch.Tensor:
+    """:func:`kmeans` with groups, for points that are never all in memory: ``rows(lo, hi)`` returns the points at
+    positions ``lo:hi`` of the group-sorted order ([hi - lo, dim], float32, float16 or bfloat16), ``counts[g]``
+    the number of points of group ``g``. Rows are read one batch of groups at a time (see ``_batches``: about 32 MB
+    of float32 points on the CPU), and the centroids, float32 [G, k, dim], are bit for bit those of ``kmeans(points,
+    k, groups)`` with the same seed, device and backend."""
+    _check_settings(k, iters, tol, init)
+    counts = torch.as_tensor(list(counts), dtype=torch.int64)
+    if counts.numel() == 0 or dim < 1:
+        raise FastDistillError(f"kmeans: no points to cluster ({counts.numel()} groups of dimension {dim})")
+    _check_counts(counts, k)
+    device = torch.device(device)
+    centroids = torch.empty(counts.shape[0], k, dim, dtype=torch.float32, device=device)
+    for _, (g0, g1), found, _ in _cluster(rows, counts.to(device), dim, device, k, True, iters, tol, seed, init,
+                                           backend):
+        centroids[g0:g1] = found
+    return centroids
+
+
+def _cluster(rows: Callable[[int, int], torch.Tensor], counts: torch.Tensor, dim: int, device: torch.device, k: int,
+             grouped: bool, iters: int, tol: float, seed: int, init: str, backend: str | None
+             ) -> Iterator[tuple[tuple[int, int], tuple[int, int], torch.Tensor, torch.Tensor]]:
+    """Cluster batch after batch of consecutive groups (``rows(lo, hi)``: group-sorted points): yields the rows
+    ``(lo, hi)`` and groups ``(g0, g1)`` of each batch, its float32 centroids and the cluster of each of its points."""
+    use_cpp = backend_for("kmeans", device, backend) == "cpp"
+    offsets = [0, *torch.cumsum(counts, 0).tolist()]
+    generator = torch.Generator().manual_seed(seed)
+    batches = _batches(dim, device.type == "cuda", offsets)
+    # One float32 buffer for every batch (centred in place there; a fresh allocation per batch costs page faults).
+    buffer = torch.empty(max(offsets[g1] - offsets[g0] for g0, g1 in batches), dim, dtype=torch.float32,
+                         device=device)
+    for g0, g1 in batches:
+        lo, hi = offsets[g0], offsets[g1]
+        local = [o - lo for o in offsets[g0:g1 + 1]]
+        ids = None
+        if grouped:
+            ids = torch.repeat_interleave(torch.arange(g1 - g0, device=device), counts[g0:g1])
+        x = buffer[:hi - lo].copy_(rows(lo, hi))
+        _check_finite(x, lo)
+        found, assigned = _kmeans_batch(x, counts[g0:g1], local, ids, k, iters, tol, init, generator, use_cpp)
+        yield (lo, hi), (g0, g1), found, assigned
+
+
+def _batches(dim: int, cuda: bool, offsets: list[int]) -> list[tuple[int, int]]:
     """Consecutive groups [g0, g1) whose points take at most 32 MB (about the CPU's last-level cache; 1 GB on CUDA),
     or one group when it alone is larger: each batch is clustered from start to end while it stays in cache."""
-    budget = _CUDA_BATCH_BYTES if x.is_cuda else _CPU_BATCH_BYTES
-    row = x.shape[1] * 4
+    budget = _CUDA_BATCH_BYTES if cuda else _CPU_BATCH_BYTES
+    row = dim * 4
     out, g0 = [], 0
     while g0 < len(offsets) - 1:
         g1 = g0 + 1
@@ -139,23 +177,10 @@ def _check(points: torch.Tensor, k: int, groups: torch.Tensor | None, iters: int
         raise FastDistillError(f"kmeans: points is empty (shape {tuple(points.shape)})")
     if points.dtype not in DTYPES:
         raise FastDistillError(f"kmeans: points must be float32, float16 or bfloat16, got {points.dtype}")
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise FastDistillError(f"kmeans: k must be a positive integer, got {k!r}")
-    if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
-        raise FastDistillError(f"kmeans: iters must be a positive integer, got {iters!r}")
-    if not isinstance(tol, (int, float)) or not math.isfinite(tol) or tol < 0:
-        raise FastDistillError(f"kmeans: tol must be a finite number >= 0, got {tol!r}")
-    if init not in INITS:
-        raise FastDistillError(f"kmeans: init must be one of {', '.join(INITS)}, got {init!r}")
+    _check_settings(k, iters, tol, init)
     step = max(1, _CHECK_ELEMENTS // points.shape[1])  # in slices: no [N, D] boolean temporary
     for lo in range(0, points.shape[0], step):
-        block = points[lo:lo + step]
-        if bool(torch.isfinite(block.sum(dtype=torch.float32))):  # non-finite if any element is (or if it overflows)
-            continue
-        bad = ~torch.isfinite(block).all(1)
-        if bool(bad.any()):
-            row = lo + int(bad.nonzero()[0, 0])
-            raise FastDistillError(f"kmeans: points contain NaN or Inf (first at row {row}); drop or fix those rows")
+        _check_finite(points[lo:lo + step], lo)
     if groups is None:
         if points.shape[0] < k:
             raise FastDistillError(f"kmeans: k={k} is larger than the number of points ({points.shape[0]})")
@@ -168,13 +193,38 @@ def _check(points: torch.Tensor, k: int, groups: torch.Tensor | None, iters: int
     if int(groups.min()) < 0:
         raise FastDistillError(f"kmeans: group ids must be >= 0, got {int(groups.min())}")
     counts = torch.bincount(groups)
+    _check_counts(counts, k)
+    return counts.shape[0], counts
+
+
+def _check_settings(k: int, iters: int, tol: float, init: str) -> None:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise FastDistillError(f"kmeans: k must be a positive integer, got {k!r}")
+    if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
+        raise FastDistillError(f"kmeans: iters must be a positive integer, got {iters!r}")
+    if not isinstance(tol, (int, float)) or not math.isfinite(tol) or tol < 0:
+        raise FastDistillError(f"kmeans: tol must be a finite number >= 0, got {tol!r}")
+    if init not in INITS:
+        raise FastDistillError(f"kmeans: init must be one of {', '.join(INITS)}, got {init!r}")
+
+
+def _check_finite(block: torch.Tensor, first_row: int) -> None:
+    """Refuse NaN or Inf in ``block`` (rows ``first_row`` onwards), naming the first bad row."""
+    if bool(torch.isfinite(block.sum(dtype=torch.float32))):  # non-finite if any element is (or if it overflows)
+        return
+    bad = ~torch.isfinite(block).all(1)
+    if bool(bad.any()):
+        row = first_row + int(bad.nonzero()[0, 0])
+        raise FastDistillError(f"kmeans: points contain NaN or Inf (first at row {row}); drop or fix those rows")
+
+
+def _check_counts(counts: torch.Tensor, k: int) -> None:
     small = (counts < k).nonzero()[:, 0].tolist()
     if small:
         g = small[0]
         more = f" (and {len(small) - 1} more groups)" if len(small) > 1 else ""
         raise FastDistillError(f"kmeans: group {g} has {int(counts[g])} points, fewer than k={k}{more}; "
                                "lower k or drop the group")
-    return counts.shape[0], counts
 
 
 def _padded(x: torch.Tensor, counts: torch.Tensor, offsets: list[int]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,4 +1,5 @@
-"""Squeeze: train a teacher classifier on a dataset held in memory."""
+"""Squeeze: train a teacher classifier; each batch is drawn from the train split's uint8 images and converted on its
+own, test accuracy is read batch by batch."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from tqdm.auto import tqdm
 from fastdistill.augment.translate import translate_flip
 from fastdistill.data.base import Dataset, Split, to_float
 from fastdistill.data.specs import dataset_presets, mirror_symmetric
+from fastdistill.methods.realdata import batch_source, gather
 from fastdistill.models import build_model
-from fastdistill.models.accuracy import accuracy
+from fastdistill.models.accuracy import split_accuracy
 
 DEFAULT_EPOCHS = 30  # for a dataset whose spec sets no teacher_epochs
 # Translation by up to side / 8 pixels: 4 px at 32, the usual CIFAR RandomCrop(32, padding=4).
@@ -42,8 +44,8 @@ class SqueezeConfig:
 
 
 def teacher_accuracy(model: nn.Module, split: Split, normalize, device: torch.device, batch_size: int = 1000) -> float:
-    """Top-1 accuracy (%) of ``model`` on the uint8 images of ``split``."""
-    return accuracy(model, split.images, split.labels, lambda u8: normalize(to_float(u8.to(device))), batch_size)
+    """Top-1 accuracy (%) of ``model`` on the uint8 images of ``split``, read batch by batch."""
+    return split_accuracy(model, split, lambda u8: normalize(to_float(u8.to(device))), batch_size)
 
 
 def train_teacher(
@@ -61,7 +63,7 @@ def train_teacher(
                           nesterov=True)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=epochs * steps_per_epoch,
                                                 pct_start=WARMUP_FRACTION)
-    images, labels = ds.train.images.to(device), ds.train.labels.to(device)
+    images, labels = batch_source(ds.train.decoded().images, device), ds.train.labels.to(device)
     flip, pad = mirror_symmetric(info.name), max(1, info.image_size // PAD_DIVISOR)
     history = []
     bar = tqdm(range(epochs), desc=f"squeeze {cfg.arch}", disable=not progress)
@@ -71,7 +73,7 @@ def train_teacher(
         total = 0.0
         for s in range(steps_per_epoch):
             idx = perm[s * cfg.batch_size:(s + 1) * cfg.batch_size]
-            x = translate_flip(info.normalize(to_float(images[idx])), flip, pad, gen)
+            x = translate_flip(info.normalize(to_float(gather(images, idx, device))), flip, pad, gen)
             loss = F.cross_entropy(model(x), labels[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -185,16 +185,17 @@ def torch_load(path: str | os.PathLike, what_to_do: str = "rerun the command tha
         raise FastDistillError(f"{path} cannot be read ({_reason(exc, path)}); {what_to_do}") from exc
 
 
-def torch_load_checkpoint(path: str | os.PathLike) -> Any | None:
+def torch_load_checkpoint(path: str | os.PathLike, mmap: bool = False) -> Any | None:
     """A resumable unit's checkpoint, or None when it is absent or unreadable: the caller redoes that unit.
 
     An unreadable file (empty, truncated, garbled) is reported on one line of stderr (above any progress bar).
+    ``mmap`` maps the tensors' storages from the file instead of reading them into memory.
     """
     path = Path(path)
     if not path.is_file():
         return None
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except UNREADABLE as exc:
         tqdm.write(f"warning: {path} cannot be read ({_reason(exc, path)}); redoing that step", file=sys.stderr)
         return None

@@ -9,9 +9,12 @@ guides exactly one sample (row (c, k)).
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from fastdistill.errors import FastDistillError
+from fastdistill.pipelines.mgd.latents import LatentCache
 
 METHODS = ("kmeans", "gmm", "random")
 
@@ -27,25 +30,38 @@ def _class_modes(points: torch.Tensor, k: int, method: str, seed: int) -> torch.
     return points[torch.randperm(points.shape[0], generator=g)[:k]].clone()
 
 
-def discover_modes(latents: torch.Tensor, labels: torch.Tensor, class_names: tuple[str, ...] | list[str], ipc: int,
-                   method: str = "kmeans", closest_real: bool = False, seed: int = 0) -> torch.Tensor:
-    """Modes [num_classes, ipc, *latent_shape] (fp32) from real ``latents`` [N, *latent_shape] with ``labels`` [N]."""
+def discover_modes(latents: torch.Tensor | LatentCache, labels: torch.Tensor, class_names: tuple[str, ...] | list[str],
+                   ipc: int, method: str = "kmeans", closest_real: bool = False, seed: int = 0) -> torch.Tensor:
+    """Modes [num_classes, ipc, *latent_shape] (fp32) from real ``latents`` [N, *latent_shape] (a tensor, or a
+    memory-mapped :class:`LatentCache`) with ``labels`` [N] in memory. Rows are read class by class (k-means: one
+    batch of consecutive classes at a time, see ``fastdistill.ops.kmeans_grouped``); the whole set is never
+    converted to fp32."""
     if method not in METHODS:
         raise FastDistillError(f"--modes must be one of {', '.join(METHODS)}, got {method}")
     shape = latents.shape[1:]
-    flat = latents.reshape(latents.shape[0], -1).float()
+    dim = math.prod(shape)
+    labels = labels.long().cpu()
+    take = latents.take if isinstance(latents, LatentCache) else latents.__getitem__
     counts = torch.bincount(labels, minlength=len(class_names))
     for name, n in zip(class_names, counts.tolist(), strict=True):
         if n < ipc:
             raise FastDistillError(f"--ipc {ipc} is larger than class {name!r} ({n} training images); lower --ipc")
-    if method == "kmeans":  # every class in one batched call
-        from fastdistill.ops import kmeans
+    order = torch.argsort(labels, stable=True)
+    offsets = [0, *torch.cumsum(counts, 0).tolist()]
 
-        centroids, _ = kmeans(flat, ipc, groups=labels.long(), seed=seed)
+    def rows(lo: int, hi: int) -> torch.Tensor:  # latents at positions lo:hi of the class-sorted order
+        return take(order[lo:hi]).reshape(hi - lo, dim)
+
+    if method == "kmeans":  # the same centroids as one batched kmeans(all latents, groups=labels)
+        from fastdistill.ops import kmeans_grouped
+
+        centroids = kmeans_grouped(rows, counts.tolist(), dim, ipc, seed=seed)
     out = []
     for c in range(len(class_names)):
-        points = flat[labels == c]
-        modes = centroids[c].float() if method == "kmeans" else _class_modes(points, ipc, method, seed + c)
+        points = None
+        if method != "kmeans" or closest_real:
+            points = rows(offsets[c], offsets[c + 1]).float()
+        modes = centroids[c] if method == "kmeans" else _class_modes(points, ipc, method, seed + c)
         if closest_real:
             from fastdistill.ops import assign_modes
 

@@ -1,4 +1,5 @@
-"""MGD3 end to end: real latents (cached) -> modes per class -> batched guided sampling -> decode -> standard outputs.
+"""MGD3 end to end: real latents (one streamed pass into a memory-mapped cache) -> modes class by class -> batched
+guided sampling -> decode -> standard outputs.
 
 Rows are all (class, mode) pairs in class-major order; they are generated in chunks of ``batch_size`` rows, each
 chunk saved as ``samples/chunk_*.pt`` (uint8 pixels) so ``--resume`` skips finished chunks.
@@ -14,7 +15,7 @@ from tqdm.auto import tqdm
 
 from fastdistill.data.base import Dataset, to_float, to_uint8
 from fastdistill.errors import FastDistillError
-from fastdistill.pipelines.mgd.latents import encode_cached
+from fastdistill.pipelines.mgd.latents import cache_meta, check_cache, data_identity, encode_cached
 from fastdistill.pipelines.mgd.loading import Generator
 from fastdistill.pipelines.mgd.modes import discover_modes
 from fastdistill.pipelines.mgd.sampler import GuidanceConfig, row_seed, sample_rows
@@ -53,7 +54,7 @@ def _modes(data: Dataset, gen: Generator, cfg: MGDConfig, run_dir: Path, device:
     if (modes := torch_load_checkpoint(modes_file)) is not None:
         return modes
     cache = Path(cfg.latent_cache) if cfg.latent_cache else run_dir / "latents"
-    latents = encode_cached(gen.codec, data.train.images, cache, cfg.batch_size, device, progress)
+    latents = encode_cached(gen.codec, data.train, cache, cfg.batch_size, device, data_identity(data), progress)
     modes = discover_modes(latents, data.train.labels, data.info.classes, cfg.ipc, cfg.modes, cfg.closest_real,
                            cfg.kmeans_seed)
     torch_save(modes_file, modes)
@@ -65,12 +66,15 @@ def check_inputs(data: Dataset, gen: Generator, cfg: MGDConfig) -> list[int]:
     the generator label of every class. Called before anything is written."""
     info = data.info
     class_ids = gen.class_ids(info, cfg.class_map)
-    small = [(n, int(k)) for n, k in zip(info.classes, data.train.counts(info.num_classes), strict=True) if k < cfg.ipc]
+    counts = torch.bincount(data.train.labels, minlength=info.num_classes)
+    small = [(n, int(k)) for n, k in zip(info.classes, counts, strict=True) if k < cfg.ipc]
     if small:
         raise FastDistillError(f"--ipc {cfg.ipc} is larger than class {small[0][0]!r} ({small[0][1]} training images); "
                                "lower --ipc")
     if cfg.latent_cache and Path(cfg.latent_cache).exists() and not Path(cfg.latent_cache).is_dir():
         raise FastDistillError(f"--latent-cache {cfg.latent_cache} is a file; name a folder for the cached latents")
+    if cfg.latent_cache and cfg.guidance.guidance_scale != 0:  # a cache made from other data: refused up front
+        check_cache(Path(cfg.latent_cache), cache_meta(gen.codec, len(data.train), data_identity(data)))
     return class_ids
 
 

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from fastdistill.data.base import Dataset, to_float
 from fastdistill.errors import FastDistillError
+from fastdistill.methods.realdata import batch_source, gather
 from fastdistill.pipelines.mgd._deps import require_diffusers
 from fastdistill.utils.io import torch_load_checkpoint, torch_save, write_json
 
@@ -70,7 +71,7 @@ def train_pixel_diffusion(data: Dataset, run_dir: Path, cfg: PixelTrainConfig, d
                           progress: bool = True) -> dict:
     """Train (or resume) and save the model into ``run_dir``; returns the metadata written to diffusion.json."""
     info = data.info
-    x_all = (to_float(data.train.images) * 2 - 1).to(device)
+    images = batch_source(data.train.decoded().images, device)  # uint8; each batch is converted on its own
     y_all = data.train.labels.to(device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
@@ -92,11 +93,11 @@ def train_pixel_diffusion(data: Dataset, run_dir: Path, cfg: PixelTrainConfig, d
     bar = tqdm(total=cfg.steps, initial=step, desc="train-diffusion", disable=not progress)
     model.train()
     while step < cfg.steps:
-        idx = torch.randint(0, x_all.shape[0], (cfg.batch_size,), generator=gen)
+        idx = torch.randint(0, images.shape[0], (cfg.batch_size,), generator=gen)
         t = torch.randint(0, sched.config.num_train_timesteps, (cfg.batch_size,), generator=gen)
-        noise = torch.randn((cfg.batch_size, *x_all.shape[1:]), generator=gen).to(device)
+        noise = torch.randn((cfg.batch_size, *images.shape[1:]), generator=gen).to(device)
         drop = torch.rand(cfg.batch_size, generator=gen) < cfg.p_uncond
-        x0, labels = x_all[idx.to(device)], y_all[idx.to(device)].clone()
+        x0, labels = to_float(gather(images, idx, device)) * 2 - 1, y_all[idx.to(device)].clone()
         labels[drop.to(device)] = info.num_classes
         t = t.to(device)
         a = ac[t].view(-1, 1, 1, 1)

@@ -65,7 +65,7 @@ class ProgressiveRun:
         self.method.workdir = self.run_dir
         c, h, w = data.x.shape[1:]
         self.stage, self.phase, self.iteration = 1, "init", 0
-        self.frozen = data.x.new_zeros(data.num_classes, 0, c, h, w)
+        self.frozen = torch.zeros(data.num_classes, 0, c, h, w, device=data.x.device)
         self.images: StageImages | None = None
         self.records: list[StageRecord] = []
         self.losses: list[float] = []
