@@ -17,7 +17,7 @@ from fastdistill.data.base import Dataset, Split
 from fastdistill.errors import FastDistillError
 from fastdistill.eval import evaluate_distilled, format_table, make_protocol, random_real_subset
 from fastdistill.eval.ddranking import full_data_accuracy, score_row
-from fastdistill.eval.diversity import FeatureModel, load_feature_model, set_scores
+from fastdistill.eval.diversity import FeatureModel, diversity_results, load_feature_model, pairwise_scores
 from fastdistill.eval.harness import _PlainTrainer, measure_diversity
 from fastdistill.eval.students import parse_students, reference_lr
 from fastdistill.eval.trainer import StudentTrainer
@@ -48,14 +48,20 @@ def test_identical_images_score_one_and_orthogonal_zero():
     same = _one_hot_images([3, 3, 3])                       # class 0: one image three times
     orthogonal = _one_hot_images([0, 5, 10])                # class 1: disjoint pixels -> orthogonal features
     images, labels = torch.cat([same, orthogonal]), torch.tensor([0, 0, 0, 1, 1, 1])
-    scores = set_scores(pixels(images), labels, pixels(images), labels, 2)
-    assert scores["intra_class_cosine"] == [pytest.approx(1.0), pytest.approx(0.0, abs=1e-12)]
-    assert scores["mgd_diversity"] == [pytest.approx(0.0, abs=1e-12), pytest.approx(1.0)]
-    assert scores["representativeness"] == [pytest.approx(1.0), pytest.approx(1.0)]
+    div = diversity_results(pixels, images, labels, [(0, images, labels)], (images, labels))
+    for which in ("distilled", "random_real"):
+        got = div[which]
+        assert got["intra_class_cosine"]["per_class"] == [pytest.approx(1.0), pytest.approx(0.0, abs=1e-12)]
+        assert got["intra_class_cosine"]["mean"] == pytest.approx(0.5)
+        assert got["intra_class_cosine"]["std"] == pytest.approx(0.5)
+        assert got["mgd_diversity"]["per_class"] == [pytest.approx(0.0, abs=1e-12), pytest.approx(1.0)]
+        assert got["representativeness"]["per_class"] == [pytest.approx(1.0), pytest.approx(1.0)]
     # a class with one image has no pairs: None, and the mean over classes skips it
-    one = set_scores(pixels(images[:4]), labels[:4], pixels(images), labels, 2)
-    assert one["intra_class_cosine"] == [pytest.approx(1.0), None]
-    assert one["representativeness"][1] == pytest.approx(1.0)
+    one = diversity_results(pixels, images[:4], labels[:4], [], (images, labels))["distilled"]
+    assert one["intra_class_cosine"]["per_class"] == [pytest.approx(1.0), None]
+    assert one["intra_class_cosine"]["mean"] == pytest.approx(1.0)
+    assert one["representativeness"]["per_class"][1] == pytest.approx(1.0)
+    assert pairwise_scores(pixels(images), labels, 2)["mgd_diversity"][1] == pytest.approx(1.0)
 
 
 def test_diversity_results_equal_a_direct_computation(digits):

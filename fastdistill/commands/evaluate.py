@@ -146,7 +146,7 @@ def run(args: Options) -> int:
     results["run"] = str(run_dir)
     results["options"] = as_config(args)
     if skipped:
-        results["skipped"] = skipped
+        results["skipped"] = {**skipped, **results.get("skipped", {})}
     path = write_results(run_dir, results)
     print(f"results -> {path}")
     return 0

@@ -67,7 +67,7 @@ def _evaluate(run_dir: Path, record: dict, data, args: Options, device) -> None:
                                  full_data="cached")
     results["run"] = str(run_dir)
     if not args.teacher:
-        results["skipped"] = {"soft": "no teacher (pass --teacher DIR)"}
+        results.setdefault("skipped", {})["soft"] = "no teacher (pass --teacher DIR)"
     write_results(run_dir, results)
 
 

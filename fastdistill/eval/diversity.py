@@ -221,30 +221,37 @@ def _average(runs: list[list[float | None]]) -> list[float | None]:
     return out
 
 
-def set_scores(features: torch.Tensor, labels: torch.Tensor, real: torch.Tensor, real_labels: torch.Tensor,
-               num_classes: int) -> dict[str, list[float | None]]:
-    """Per-class ``intra_class_cosine`` (DELT), ``mgd_diversity`` and ``representativeness`` (MGD³) of one set;
-    pairwise scores need 2 images of a class, representativeness one real image of it (None otherwise)."""
-    labels, real_labels = labels.cpu(), real_labels.cpu()
-    rep = [mgd_representativeness(features[labels == c], real[real_labels == c])
-           if int((labels == c).sum()) and int((real_labels == c).sum()) else None for c in range(num_classes)]
+def pairwise_scores(features: torch.Tensor, labels: torch.Tensor, num_classes: int) -> dict[str, list[float | None]]:
+    """Per-class ``intra_class_cosine`` (DELT) and ``mgd_diversity`` (MGD³) of one set; None for a class with fewer
+    than 2 images (no pair)."""
+    labels = labels.cpu()
     return {"intra_class_cosine": _class_scores(mean_pairwise_cosine, labels, num_classes, 2, features),
-            "mgd_diversity": _class_scores(mgd_diversity, labels, num_classes, 2, features),
-            "representativeness": rep}
+            "mgd_diversity": _class_scores(mgd_diversity, labels, num_classes, 2, features)}
 
 
 def diversity_results(extractor: FeatureModel, images: torch.Tensor, labels: torch.Tensor,
-                      random_sets: list[tuple[int, torch.Tensor, torch.Tensor]], reference: tuple[torch.Tensor,
-                                                                                                  torch.Tensor]
-                      ) -> dict:
+                      random_sets: list[tuple[int, torch.Tensor, torch.Tensor]],
+                      reference: tuple[torch.Tensor, torch.Tensor]) -> dict:
     """The ``diversity`` entry of results.json: the scores of the distilled set and of the random real subsets
     (``(seed, images, labels)``; per-class values averaged over seeds), each reported per class and as mean ± std
-    over classes; representativeness against ``reference`` (held-out real images and labels)."""
+    over classes; representativeness against ``reference`` (held-out real images and labels; their features are
+    computed one class at a time, so the reference never has to fit in memory as features)."""
     num_classes = extractor.info.num_classes
+    sets = [(extractor(images), labels.cpu())] + [(extractor(x), y.cpu()) for _, x, y in random_sets]
+    scores = [pairwise_scores(f, y, num_classes) for f, y in sets]
+    for s in scores:
+        s["representativeness"] = [None] * num_classes
     real_x, real_y = reference
-    real = extractor(real_x)
-    distilled = set_scores(extractor(images), labels, real, real_y, num_classes)
-    runs = [set_scores(extractor(x), y, real, real_y, num_classes) for _, x, y in random_sets]
+    real_y = real_y.cpu()
+    for c in range(num_classes):
+        index = (real_y == c).nonzero().flatten()
+        if index.numel() == 0 or not any(bool((y == c).any()) for _, y in sets):
+            continue
+        real = extractor(real_x[index])
+        for s, (f, y) in zip(scores, sets, strict=True):
+            if bool((y == c).any()):
+                s["representativeness"][c] = mgd_representativeness(f[y == c], real)
+    distilled, runs = scores[0], scores[1:]
     random_real = {k: _average([r[k] for r in runs]) for k in distilled}
     return {"feature_model": extractor.name,
             "features": "L2-normalised penultimate features" if extractor.model is not None else
