@@ -231,6 +231,7 @@ def test_evaluate_command_measures(tmp_path, digits, monkeypatch):
     assert res["diversity"]["feature_model"] == f"teacher {teacher}"
     rows = res["ddranking"]["scores"]
     assert [r["protocol"] for r in rows] == ["hard", "soft"] and all(math.isfinite(r["lrs"]) for r in rows)
+    assert res["ddranking"]["protocol"] == "soft" and res["ddranking"]["lrs"] == rows[1]["lrs"]
     assert len(list((cache / "full-data").iterdir())) == 1
     # the run's teacher is missing and only hard labels are asked for: diversity is skipped, not an error
     assert main(["evaluate", str(folder), "--epochs", "1", "--seeds", "1", "--quiet", "--protocols", "hard",
@@ -238,3 +239,13 @@ def test_evaluate_command_measures(tmp_path, digits, monkeypatch):
     res = json.loads((folder / "results.json").read_text())
     assert "diversity" in res["skipped"] and res["ddranking"]["full_data"] == {}
     assert main(["evaluate", str(folder), "--student", "convnet3", "--students", "convnet3"]) == 2
+
+
+def test_matching_pipeline_reports_diversity(tmp_path):
+    out = tmp_path / "dm"
+    assert main(["distill", "--method", "dm", "--ipc", "2", "--iterations", "2", "--eval-epochs", "1",
+                 "--eval-seeds", "1", "--eval-feature-model", "pixels", "--device", "cpu", "--quiet",
+                 "--output", str(out)]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["diversity"]["feature_model"] == "pixels" and res["diversity"]["random_real"]["seeds"] == [0]
+    assert len(res["diversity"]["distilled"]["intra_class_cosine"]["per_class"]) == 10

@@ -186,13 +186,15 @@ def score_row(student: str, kind: str, entry: dict, hard: dict | None, full: dic
     syn_plain, rdm_plain = _runs(no_aug, "distilled"), _runs(no_aug, "random_real")
     real_hard = None if full is None or full["top1"] is None else full["top1"] / 100
     per_seed = []
-    for seed in syn:
-        row: dict = {"seed": seed, "ior": improvement_over_random(syn[seed], rdm[seed])}
+    if not (0.0 <= w <= 1.0 and 0.0 <= gamma <= 1.0):
+        raise FastDistillError(f"w and gamma must be in [0, 1], got {w}, {gamma}")
+    for seed in syn:  # the harness's accuracies / 100: fractions by construction, used as they are
+        row: dict = {"seed": seed, "ior": syn[seed] - rdm[seed]}
         if real_hard is not None and seed in syn_hard:
-            row["hlr"] = hard_label_recovery(real_hard, syn_hard[seed])
-            row["lrs"] = label_robust_score(row["hlr"], row["ior"], w)
+            row["hlr"] = real_hard - syn_hard[seed]
+            row["lrs"] = squash(w * row["ior"] - (1.0 - w) * row["hlr"])
         if seed in syn_plain and seed in rdm_plain:
-            row["ars"] = augmentation_robust_score(syn[seed], rdm[seed], syn_plain[seed], rdm_plain[seed], gamma)
+            row["ars"] = squash(gamma * row["ior"] + (1.0 - gamma) * (syn_plain[seed] - rdm_plain[seed]))
         per_seed.append(row)
     out: dict = {"student": student, "protocol": kind}
     std = {}

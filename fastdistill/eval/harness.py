@@ -322,8 +322,9 @@ def measure_diversity(images: torch.Tensor, labels: torch.Tensor, dataset: Datas
 def _ddranking(results: dict, dataset: Dataset, protocol_for: Callable, train_pair: Callable, full_data: str,
                full_data_epochs: int | None, cache_dir: str | Path | None, device: torch.device, progress: bool,
                log: Callable[[str], None]) -> dict:
-    """DD-Ranking's scores of every (student, protocol) entry; a student evaluated only with soft labels gets its
-    hard-label accuracy on the distilled set trained here when the full-data accuracy is available."""
+    """DD-Ranking's scores of every (student, protocol) entry (``scores``), the headline row's at the top level (the
+    first student under the soft protocol if evaluated, else the first row); a student evaluated only with soft labels
+    gets its hard-label accuracy on the distilled set trained here when the full-data accuracy is available."""
     full: dict[str, dict] = {}
     rows = []
     for arch, entries in results["students"].items():
@@ -340,7 +341,9 @@ def _ddranking(results: dict, dataset: Dataset, protocol_for: Callable, train_pa
                 entries["soft"]["hard_labels_for_hlr"] = hard
         for kind, entry in entries.items():
             rows.append(score_row(arch, kind, entry, hard, full.get(arch), entry.get("no_augmentation")))
-    return {"w": 0.5, "gamma": 0.5, "reference": DD_RANKING_REFERENCE,
+    soft = [r for r in rows if r["protocol"] == "soft"]
+    headline = {k: v for k, v in (soft or rows)[0].items() if k != "per_seed"} if rows else {}
+    return {**headline, "w": 0.5, "gamma": 0.5, "reference": DD_RANKING_REFERENCE,
             "units": "hlr, ior as fractions (accuracy / 100), lrs and ars in [0, 1]; accuracies in %",
             "full_data": full, "scores": rows}
 
