@@ -378,9 +378,13 @@ def _ddranking_lines(dd: dict) -> list[str]:
         cells = "  ".join(f"{name.upper()} {'-' if r[name] is None else format(r[name], fmt)}"
                           for name, fmt in (("hlr", "+.3f"), ("ior", "+.3f"), ("lrs", ".3f"), ("ars", ".3f")))
         lines.append(f"  {r['protocol'] + ' ' + r['student']:<{width}}  {cells}")
-    for arch, full in dd.get("full_data", {}).items():
-        top1 = "-" if full["top1"] is None else f"{full['top1']:.2f}%"
-        lines.append(f"  full data, hard labels, {arch}: {top1} ({full['source']})")
+    full = dd.get("full_data", {})
+    if full:
+        lines.append("  full train set, hard labels: " + ", ".join(
+            f"{arch} {'-' if f['top1'] is None else format(f['top1'], '.2f') + '%'}" for arch, f in full.items()))
+        missing = [f["source"] for f in full.values() if f["top1"] is None]
+        if missing:
+            lines.append(f"  ({missing[0]})")
     return lines
 
 
