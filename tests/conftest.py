@@ -31,3 +31,9 @@ def tmpfs(tmp_path):
             return mnt
 
         yield mount
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Full-data accuracies (DD-Ranking's HLR) are cached under ``$FASTDISTILL_CACHE``: a temporary one in tests."""
+    os.environ["FASTDISTILL_CACHE"] = str(tmp_path_factory.mktemp("fastdistill-cache"))

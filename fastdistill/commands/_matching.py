@@ -11,6 +11,8 @@ from fastdistill.commands._options import as_config, option
 from fastdistill.commands.rundir import prepare_run_dir
 from fastdistill.data import load_dataset
 from fastdistill.errors import FastDistillError
+from fastdistill.eval.diversity import load_feature_model
+from fastdistill.eval.harness import NO_FEATURE_MODEL, diversity_lines, measure_diversity
 from fastdistill.eval.progressive import evaluate_progressive, format_rows
 from fastdistill.methods import RealData, build_method
 from fastdistill.methods.buffer import TRAJECTORIES, check_buffer_folder
@@ -71,6 +73,8 @@ class MatchingOptions(RunOptions):
                                      ge=1)
     eval_arch: str = option("convnet3", "student architecture")
     eval_lr: float | None = option(None, "student learning rate (default: the protocol's)", gt=0)
+    eval_feature_model: str | None = option(None, "model whose penultimate features measure diversity: a teacher "
+                                                  "folder, torchvision:NAME or pixels (default: --teacher if any)")
     quiet: bool = option(False, "no progress bars")
 
 
@@ -126,7 +130,18 @@ def run_matching(args: MatchingOptions, command: str, method: str, stages: int) 
     rows, raw = evaluate_progressive(record, dataset, seeds=args.eval_seeds, epochs=args.eval_epochs,
                                      arch=args.eval_arch, device=device, progress=not args.quiet,
                                      lr=args.eval_lr)
-    write_json(run_dir / "results.json", {"protocol": "hard", "arch": args.eval_arch, "seeds": args.eval_seeds,
-                                          "rows": [r.to_dict() for r in rows], "harness": raw})
+    results = {"protocol": "hard", "arch": args.eval_arch, "seeds": args.eval_seeds,
+               "rows": [r.to_dict() for r in rows], "harness": raw}
+    feature_model = args.eval_feature_model or getattr(args, "teacher", None)
+    if feature_model is not None:
+        extractor = load_feature_model(feature_model, dataset.info, device, None if args.eval_feature_model
+                                       else getattr(args, "teacher_weights", None))
+        results["diversity"] = measure_diversity(record["images"], record["labels"], dataset, extractor,
+                                                 range(args.eval_seeds))
+    else:
+        results["skipped"] = {"diversity": NO_FEATURE_MODEL}
+    write_json(run_dir / "results.json", results)
     print("\n" + format_rows(rows))
+    print("\n".join(diversity_lines(results["diversity"])) if "diversity" in results else
+          f"diversity: skipped ({NO_FEATURE_MODEL})")
     return 0

@@ -73,6 +73,8 @@ class Options(RunOptions):
     eval_protocols: str | None = option(
         None, "comma-separated subset of hard,soft (default per dataset: hard,soft; fashion-mnist: soft)")
     eval_lr: float | None = option(None, "student learning rate (default: the protocol's)", gt=0)
+    eval_feature_model: str | None = option(None, "model whose penultimate features measure diversity: a teacher "
+                                                  "folder, torchvision:NAME or pixels (default: the teacher)")
 
 
 def delt_config(options: Options) -> DELTConfig:
@@ -122,7 +124,8 @@ def run(options: Options) -> int:
         record = load_distilled(run_dir)
         results = evaluate_distilled(record["images"], record["labels"], ds, teacher=eval_teacher,
                                      protocols=protocols, seeds=options.eval_seeds, base_seed=options.seed,
-                                     epochs=cfg.eval_epochs, device=device, lr=options.eval_lr)
+                                     epochs=cfg.eval_epochs, device=device, lr=options.eval_lr,
+                                     feature_model=options.eval_feature_model, full_data="cached")
         results["run"] = str(run_dir)
         write_results(run_dir, results)
     return 0

@@ -1,8 +1,10 @@
 """``python -m fastdistill evaluate RUN_DIR``: train students on a run's distilled set and on random real subsets.
 
 Reads ``RUN_DIR/distilled.pt`` and the dataset recorded in it, trains students under the hard-label (DC) and
-soft-label (RDED/DELT) protocols and writes ``RUN_DIR/results.json``. The teacher defaults to the ``teacher`` path
-in ``RUN_DIR/config.json``; without one the soft protocol is skipped with a note unless it was asked for explicitly.
+soft-label (RDED/DELT) protocols (``--students`` for several architectures in one table) and writes
+``RUN_DIR/results.json`` with the diversity of the distilled and random sets and DD-Ranking's scores. The teacher
+defaults to the ``teacher`` path in ``RUN_DIR/config.json``; without one the soft protocol is skipped with a note
+unless it was asked for explicitly.
 A ``stage`` tensor in ``distilled.pt`` (stage index per image, PDD) makes the evaluation progressive, with the
 per-stage learning rates of ``eval_lr`` (if recorded) for the hard protocol on the distilled set. Every finished
 student's result is kept in ``RUN_DIR/progress/evaluate``; ``--resume`` reuses them after an interruption.
@@ -20,8 +22,10 @@ from fastdistill.commands._options import as_config, option
 from fastdistill.commands.rundir import CONFIG
 from fastdistill.data import load_dataset
 from fastdistill.errors import FastDistillError
+from fastdistill.eval.ddranking import CACHE_ENV, FULL_DATA_MODES
 from fastdistill.eval.harness import evaluate_distilled, write_results
 from fastdistill.eval.protocols import PROTOCOLS
+from fastdistill.eval.students import parse_students
 from fastdistill.models.teacher import teacher_format
 from fastdistill.models.torchvision_teacher import is_torchvision
 from fastdistill.models.torchvision_teacher import weights_file as torchvision_weights
@@ -47,9 +51,23 @@ class Options:
     seed: int = option(0, "first seed (seeds are SEED, SEED+1, ...)")
     epochs: int | None = option(None, "epochs per student (default: 300; fewer for tiny datasets, see the README)",
                                 ge=1)
-    lr: float | None = option(None, "student learning rate (default: the protocol's)", gt=0)
+    lr: float | None = option(None, "student learning rate for every student (default: the reference's for "
+                                    "each architecture, else the protocol's)", gt=0)
     student: str | None = option(None, "student architecture for every protocol (default: convnet3 hard, "
                                        "convnet3-bn soft)")
+    students: str | None = option(None, "comma-separated architectures, each under every protocol, in one table "
+                                        "(e.g. convnet3,convnet4-bn,resnet18-cifar)")
+    feature_model: str | None = option(None, "model whose penultimate features measure diversity: a teacher folder, "
+                                             "torchvision:NAME or pixels (default: the teacher)")
+    feature_weights: str | None = option(None, "state-dict file of a torchvision:NAME feature model (default: the "
+                                               "torch hub cache's)")
+    full_data: str = option("train", "full-data hard-label accuracy for DD-Ranking's HLR/LRS: train once and cache, "
+                                     "use the cache only, or skip", choices=list(FULL_DATA_MODES))
+    full_data_epochs: int | None = option(None, "epochs of the full-data student (default: the hard protocol's)",
+                                          ge=1)
+    cache_dir: str | None = option(None, f"cache of full-data accuracies (default: ${CACHE_ENV} or "
+                                         "~/.cache/fastdistill)")
+    ars: bool = option(False, "also train every student without augmentation, for DD-Ranking's ARS")
     track_best: int = option(0, "also evaluate ~K times per run and report the best (labelled; 0: final only)", ge=0,
                              metavar="K")
     device: str = option("auto", "compute device", choices=["auto", "cpu", "cuda"])
@@ -70,6 +88,20 @@ def _parse_protocols(text: str | None) -> tuple[tuple[str, ...], bool]:
     return names, True
 
 
+def _teacher_missing(teacher: str | None, weights: str | None) -> str | None:
+    """Why ``teacher`` cannot be loaded (None when it can be tried)."""
+    if teacher is None:
+        return "no teacher (pass --teacher DIR)"
+    if is_torchvision(teacher):
+        try:
+            torchvision_weights(teacher, weights)
+        except FastDistillError as exc:
+            return str(exc)
+    elif not Path(teacher).exists():
+        return f"the run's teacher {teacher} is missing (pass --teacher DIR)"
+    return None
+
+
 def run(args: Options) -> int:
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
@@ -81,6 +113,9 @@ def run(args: Options) -> int:
     run_record = read_json(run_dir / CONFIG) if (run_dir / CONFIG).exists() else {}
     config = {**run_record.get("config", {}), **run_record.get("resolved", {})}
     protocols, explicit = _parse_protocols(args.protocols)
+    students = parse_students(args.students)
+    if students and args.student:
+        raise FastDistillError("pass either --student or --students, not both")
     device = resolve_device(args.device)
 
     dataset = load_dataset(recorded["name"], args.data_root or config.get("data_root"), args.download,
@@ -95,34 +130,28 @@ def run(args: Options) -> int:
     weights = args.teacher_weights or (None if args.teacher else config.get("teacher_weights"))
     fmt = args.teacher_format or (None if args.teacher else config.get("teacher_format"))
     fmt = teacher_format(teacher, fmt)
-    if "soft" in protocols and not explicit:
-        reason = None
-        if teacher is None:
-            reason = "no teacher (pass --teacher DIR)"
-        elif is_torchvision(teacher):
-            try:
-                torchvision_weights(teacher, weights)
-            except FastDistillError as exc:
-                reason = str(exc)
-        elif not Path(teacher).exists():
-            reason = f"the run's teacher {teacher} is missing (pass --teacher DIR)"
-        if reason:
-            protocols = tuple(p for p in protocols if p != "soft")
-            skipped["soft"] = reason
-            print(f"note: soft-label protocol skipped: {reason}")
+    reason = _teacher_missing(teacher, weights)
+    if reason and "soft" in protocols and not explicit:
+        protocols = tuple(p for p in protocols if p != "soft")
+        skipped["soft"] = reason
+        print(f"note: soft-label protocol skipped: {reason}")
+    if reason and "soft" not in protocols:  # the teacher would only give diversity features: do without it
+        teacher = weights = None
 
     stage = record.get("stage") if isinstance(record.get("stage"), torch.Tensor) else None
     stage_lrs = record.get("eval_lr") if stage is not None else None
-    results = evaluate_distilled(record["images"], record["labels"], dataset, teacher=teacher if "soft" in protocols
-                                 else None, protocols=protocols, seeds=args.seeds, base_seed=args.seed,
-                                 epochs=args.epochs, student=args.student, device=device, stages=stage,
+    results = evaluate_distilled(record["images"], record["labels"], dataset, teacher=teacher, protocols=protocols,
+                                 seeds=args.seeds, base_seed=args.seed, epochs=args.epochs, student=args.student,
+                                 students=students, device=device, stages=stage,
                                  stage_lrs=list(stage_lrs) if stage_lrs else None, track_best=args.track_best,
                                  lr=args.lr, progress=not args.quiet, keep=run_dir / KEEP, reuse=args.resume,
-                                 teacher_weights=weights, teacher_format=fmt)
+                                 teacher_weights=weights, teacher_format=fmt, feature_model=args.feature_model,
+                                 feature_weights=args.feature_weights, full_data=args.full_data,
+                                 full_data_epochs=args.full_data_epochs, cache_dir=args.cache_dir, ars=args.ars)
     results["run"] = str(run_dir)
     results["options"] = as_config(args)
     if skipped:
-        results["skipped"] = skipped
+        results["skipped"] = {**skipped, **results.get("skipped", {})}
     path = write_results(run_dir, results)
     print(f"results -> {path}")
     return 0

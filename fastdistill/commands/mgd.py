@@ -60,6 +60,8 @@ class Options(RunOptions):
     eval_seeds: int = option(3, "students per evaluated set", ge=1)
     eval_epochs: int | None = option(None, "student epochs (default per protocol)", ge=1)
     eval_lr: float | None = option(None, "student learning rate (default: the protocol's)", gt=0)
+    eval_feature_model: str | None = option(None, "model whose penultimate features measure diversity: a teacher "
+                                                  "folder, torchvision:NAME or pixels (default: --teacher)")
 
 
 def _evaluate(run_dir: Path, record: dict, data, args: Options, device) -> None:
@@ -70,10 +72,11 @@ def _evaluate(run_dir: Path, record: dict, data, args: Options, device) -> None:
         print("note: soft-label protocol skipped: no teacher (pass --teacher DIR from `fastdistill squeeze`)")
     results = evaluate_distilled(record["images"], record["labels"], data, teacher=args.teacher, protocols=protocols,
                                  seeds=args.eval_seeds, epochs=args.eval_epochs, device=device, lr=args.eval_lr,
-                                 teacher_weights=args.teacher_weights, teacher_format=args.teacher_format)
+                                 teacher_weights=args.teacher_weights, teacher_format=args.teacher_format,
+                                 feature_model=args.eval_feature_model, full_data="cached")
     results["run"] = str(run_dir)
     if not args.teacher:
-        results["skipped"] = {"soft": "no teacher (pass --teacher DIR)"}
+        results.setdefault("skipped", {})["soft"] = "no teacher (pass --teacher DIR)"
     write_results(run_dir, results)
 
 

@@ -1,5 +1,7 @@
 """Evaluation of distilled sets: student training under the hard-label (DC) and soft-label (RDED/DELT) protocols,
-a random-real baseline, and PDD's progressive comparison (:mod:`fastdistill.eval.progressive`)."""
+one or several student architectures (:mod:`fastdistill.eval.students`), a random-real baseline, diversity
+(:mod:`fastdistill.eval.diversity`), DD-Ranking's scores (:mod:`fastdistill.eval.ddranking`), and PDD's progressive
+comparison (:mod:`fastdistill.eval.progressive`)."""
 
 from fastdistill.eval.harness import (
     DEFAULT_STUDENTS,

@@ -8,7 +8,9 @@
   synthetic images, of the largest cosine to any real image of the class.
 
 Features come from :func:`penultimate_features`: the input of the model's last ``nn.Linear``, on uint8 images
-normalised like the model's training data, in eval mode and without gradients.
+normalised like the model's training data, in eval mode and without gradients. :func:`load_feature_model` names the
+model (a teacher folder, ``torchvision:NAME`` with its weights, or ``pixels``); :func:`diversity_results` scores a
+distilled set and the random real subsets of the evaluation with it, against the held-out test images.
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ from torch import nn
 
 from fastdistill.data import DatasetInfo, to_float
 from fastdistill.errors import FastDistillError
+from fastdistill.models.teacher import load_teacher
+from fastdistill.models.torchvision_teacher import Renormalized, is_torchvision, load_pretrained
+
+PIXELS = "pixels"
 
 
 def _last_linear(model: nn.Module) -> nn.Linear:
@@ -141,3 +147,116 @@ def representativeness(synthetic: torch.Tensor, synthetic_labels: torch.Tensor, 
         raise FastDistillError("no images to score")
     return PerClass({int(c): mgd_representativeness(synthetic[synthetic_labels == c], real[real_labels == c])
                      for c in synthetic_labels.unique().tolist()})
+
+
+class _RepeatGray(nn.Module):
+    """A 3-channel model fed 1-channel images (the gray channel repeated)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x.expand(-1, 3, -1, -1))
+
+
+@dataclass(frozen=True)
+class FeatureModel:
+    """A named feature extractor: penultimate features of ``model`` (or normalised pixels when ``model`` is None)."""
+
+    name: str
+    info: DatasetInfo
+    model: nn.Module | None = None
+
+    def __call__(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        if self.model is None:
+            return self.info.normalize(to_float(images)).flatten(1)
+        return penultimate_features(self.model, images, self.info, batch_size)
+
+
+def load_feature_model(model: str | nn.Module, info: DatasetInfo, device: torch.device | str = "cpu",
+                       weights: str | None = None, name: str | None = None) -> FeatureModel:
+    """The feature model ``model`` names for images of ``info``: a ready module, a `squeeze` teacher folder,
+    ``torchvision:NAME`` (its pretrained weights from the hub cache or ``weights``, any class count, inputs
+    re-normalised to its mean/std and gray images repeated to RGB), or ``pixels`` (normalised pixels, flattened)."""
+    if isinstance(model, nn.Module):
+        return FeatureModel(name or type(model).__name__, info, model.to(device).eval())
+    spec = str(model)
+    if spec == PIXELS:
+        return FeatureModel(PIXELS, info)
+    if is_torchvision(spec):
+        net, mean, std = load_pretrained(spec, weights)
+        if info.channels not in (1, 3):
+            raise FastDistillError(f"{spec} takes RGB images, {info.name} has {info.channels} channels")
+        if (tuple(info.mean), tuple(info.std)) != (mean, std):
+            net = Renormalized(net, info.mean * (3 // info.channels), info.std * (3 // info.channels), mean, std)
+        if info.channels == 1:
+            net = _RepeatGray(net)
+        return FeatureModel(spec, info, net.to(device).eval().requires_grad_(False))
+    net, _ = load_teacher(spec, info, device, weights)
+    return FeatureModel(name or spec, info, net)
+
+
+def _class_scores(score: Callable[..., float], labels: torch.Tensor, num_classes: int, min_count: int,
+                  *tensors: torch.Tensor) -> list[float | None]:
+    """``score(*(t[labels == c] for t in tensors))`` per class index; None where a class has < ``min_count`` images."""
+    return [score(*(t[labels == c] for t in tensors)) if int((labels == c).sum()) >= min_count else None
+            for c in range(num_classes)]
+
+
+def _summary(values: list[float | None]) -> dict:
+    present = [v for v in values if v is not None]
+    if not present:
+        return {"mean": None, "std": None, "per_class": values}
+    mean = sum(present) / len(present)
+    return {"mean": mean, "std": math.sqrt(sum((v - mean) ** 2 for v in present) / len(present)), "per_class": values}
+
+
+def _average(runs: list[list[float | None]]) -> list[float | None]:
+    """Per-class mean over runs (seeds); None where a class has no value."""
+    out = []
+    for column in zip(*runs, strict=True):
+        present = [v for v in column if v is not None]
+        out.append(sum(present) / len(present) if present else None)
+    return out
+
+
+def pairwise_scores(features: torch.Tensor, labels: torch.Tensor, num_classes: int) -> dict[str, list[float | None]]:
+    """Per-class ``intra_class_cosine`` (DELT) and ``mgd_diversity`` (MGD³) of one set; None for a class with fewer
+    than 2 images (no pair)."""
+    labels = labels.cpu()
+    return {"intra_class_cosine": _class_scores(mean_pairwise_cosine, labels, num_classes, 2, features),
+            "mgd_diversity": _class_scores(mgd_diversity, labels, num_classes, 2, features)}
+
+
+def diversity_results(extractor: FeatureModel, images: torch.Tensor, labels: torch.Tensor,
+                      random_sets: list[tuple[int, torch.Tensor, torch.Tensor]],
+                      reference: tuple[torch.Tensor, torch.Tensor]) -> dict:
+    """The ``diversity`` entry of results.json: the scores of the distilled set and of the random real subsets
+    (``(seed, images, labels)``; per-class values averaged over seeds), each reported per class and as mean ± std
+    over classes; representativeness against ``reference`` (held-out real images and labels; their features are
+    computed one class at a time, so the reference never has to fit in memory as features)."""
+    num_classes = extractor.info.num_classes
+    sets = [(extractor(images), labels.cpu())] + [(extractor(x), y.cpu()) for _, x, y in random_sets]
+    scores = [pairwise_scores(f, y, num_classes) for f, y in sets]
+    for s in scores:
+        s["representativeness"] = [None] * num_classes
+    real_x, real_y = reference
+    real_y = real_y.cpu()
+    for c in range(num_classes):
+        index = (real_y == c).nonzero().flatten()
+        if index.numel() == 0 or not any(bool((y == c).any()) for _, y in sets):
+            continue
+        real = extractor(real_x[index])
+        for s, (f, y) in zip(scores, sets, strict=True):
+            if bool((y == c).any()):
+                s["representativeness"][c] = mgd_representativeness(f[y == c], real)
+    distilled, runs = scores[0], scores[1:]
+    random_real = {k: _average([r[k] for r in runs]) for k in distilled}
+    return {"feature_model": extractor.name,
+            "features": "L2-normalised penultimate features" if extractor.model is not None else
+                        "L2-normalised normalised pixels",
+            "representativeness_reference": f"test split ({real_x.shape[0]} images)",
+            "distilled": {k: _summary(v) for k, v in distilled.items()},
+            "random_real": {**{k: _summary(v) for k, v in random_real.items()},
+                            "seeds": [s for s, _, _ in random_sets]}}

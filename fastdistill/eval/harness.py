@@ -14,6 +14,7 @@ as DC) over seeds.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -25,9 +26,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from fastdistill.data.base import Dataset, Split
+from fastdistill.data.base import Dataset, Split, to_uint8
 from fastdistill.errors import FastDistillError
+from fastdistill.eval.ddranking import FULL_DATA_MODES, full_data_accuracy, score_row
+from fastdistill.eval.ddranking import REFERENCE as DD_RANKING_REFERENCE
+from fastdistill.eval.diversity import FeatureModel, diversity_results, load_feature_model
 from fastdistill.eval.protocols import PROTOCOLS, make_protocol
+from fastdistill.eval.students import SOURCE as REFERENCE_LR_SOURCE
+from fastdistill.eval.students import reference_lr
 from fastdistill.eval.trainer import StudentTrainer
 from fastdistill.methods.realdata import batch_source
 from fastdistill.models.teacher import load_teacher
@@ -136,14 +142,55 @@ def _read_kept(path: Path) -> dict | None:
     return run if isinstance(run, dict) and "top1" in run else None
 
 
+class _PlainTrainer(StudentTrainer):
+    """A student trained without any augmentation (ARS's "without augmentation" runs)."""
+
+    def _augment(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+def _student_lr(kind: str, arch: str, lr: float | None) -> tuple[float | None, str]:
+    """The base LR override for ``arch`` under ``kind`` and where it comes from."""
+    if lr is not None:
+        return lr, "--lr"
+    ref = reference_lr(kind, arch)
+    return (ref, REFERENCE_LR_SOURCE) if ref is not None else (None, "protocol default")
+
+
+def _pairs(protocols: tuple[str, ...], student: str | dict[str, str] | None,
+           students: Sequence[str] | None) -> list[tuple[str, str]]:
+    """(protocol, student) pairs in table order: every student under every protocol, or one student per protocol."""
+    if students:
+        return [(kind, arch) for kind in protocols for arch in students]
+    out = []
+    for kind in protocols:
+        arch = student.get(kind, DEFAULT_STUDENTS[kind]) if isinstance(student, dict) else student
+        out.append((kind, arch or DEFAULT_STUDENTS[kind]))
+    return out
+
+
+def _feature_model(feature_model: str | nn.Module | None, teacher: nn.Module | None, teacher_name: str | None,
+                   info, device: torch.device, weights: str | Path | None) -> FeatureModel | None:
+    if feature_model is not None:
+        return load_feature_model(feature_model, info, device, None if isinstance(feature_model, nn.Module)
+                                  else str(weights) if weights else None)
+    if teacher is not None:
+        return load_feature_model(teacher, info, device, name=f"teacher {teacher_name}")
+    return None
+
+
 def evaluate_distilled(images: torch.Tensor, labels: torch.Tensor, dataset: Dataset, *,
                        teacher: nn.Module | str | Path | None = None, protocols: Sequence[str] = PROTOCOLS,
                        seeds: int | Sequence[int] = 3, base_seed: int = 0, epochs: int | dict[str, int] | None = None,
-                       student: str | dict[str, str] | None = None, device: torch.device | str = "cpu",
-                       stages: torch.Tensor | None = None, stage_lrs: Sequence[float | None] | None = None,
-                       lr: float | None = None, track_best: int = 0, progress: bool = True,
-                       log: Callable[[str], None] = print, keep: str | Path | None = None, reuse: bool = False,
-                       teacher_weights: str | Path | None = None, teacher_format: str | None = None) -> dict:
+                       student: str | dict[str, str] | None = None, students: Sequence[str] | None = None,
+                       device: torch.device | str = "cpu", stages: torch.Tensor | None = None,
+                       stage_lrs: Sequence[float | None] | None = None, lr: float | None = None, track_best: int = 0,
+                       progress: bool = True, log: Callable[[str], None] = print, keep: str | Path | None = None,
+                       reuse: bool = False, teacher_weights: str | Path | None = None,
+                       teacher_format: str | None = None, diversity: bool = True,
+                       feature_model: str | nn.Module | None = None, feature_weights: str | Path | None = None,
+                       full_data: str = "skip", full_data_epochs: int | None = None,
+                       cache_dir: str | Path | None = None, ars: bool = False) -> dict:
     """Train students on the distilled set and on seeded random real subsets; return a JSON-ready results dict.
 
     images: uint8 [N, C, H, W] (or float pixels in [0, 1]); labels: int64 [N]; dataset: the source
@@ -153,37 +200,51 @@ def evaluate_distilled(images: torch.Tensor, labels: torch.Tensor, dataset: Data
     required by ``"soft"``.
     seeds: a count (``base_seed``, ``base_seed + 1``, ...) or explicit seeds. epochs / student: one value for all
     protocols or a ``{protocol: value}`` dict; defaults per protocol (:func:`~fastdistill.eval.protocols.
-    default_epochs`, :data:`DEFAULT_STUDENTS`). stages: optional int [N] stage index per image for progressive
-    evaluation (PDD): the student trains ``epochs`` on each cumulative union U_s = {stage <= s} in turn, optimizer
-    state carried; the random subset keeps the same stage structure. stage_lrs: per-stage base LRs for the hard
-    protocol on the distilled set (PDD+MTT's learned α; ``None`` entries: the protocol's); the random subset and the
-    soft protocol keep the protocol's LR. lr: replaces every protocol's base LR (all students; ``stage_lrs`` entries
-    still win), recorded as ``lr_override`` and in each protocol. track_best: if > 0, also evaluate the test set
-    about ``track_best`` times per run and report the best (labelled ``best_*``; the headline number stays final).
-    keep: a folder where every finished student's result is saved, named after everything that shapes it; with
-    ``reuse`` a result found there is taken instead of training that student again (an interrupted evaluation resumes).
+    default_epochs`, :data:`DEFAULT_STUDENTS`). students: several architectures, each evaluated under every protocol
+    (cross-architecture table; replaces ``student``). Unless ``lr`` is given, a student takes the reference's rate for
+    its architecture (:mod:`fastdistill.eval.students`). stages: optional int [N] stage index per image for
+    progressive evaluation (PDD): the student trains ``epochs`` on each cumulative union U_s = {stage <= s} in turn,
+    optimizer state carried; the random subset keeps the same stage structure. stage_lrs: per-stage base LRs for the
+    hard protocol on the distilled set (PDD+MTT's learned α; ``None`` entries: the protocol's); the random subset and
+    the soft protocol keep the protocol's LR. lr: replaces every protocol's base LR (all students; ``stage_lrs``
+    entries still win), recorded as ``lr_override`` and in each protocol. track_best: if > 0, also evaluate the test
+    set about ``track_best`` times per run and report the best (labelled ``best_*``; the headline number stays
+    final). keep: a folder where every finished student's result is saved, named after everything that shapes it;
+    with ``reuse`` a result found there is taken instead of training that student again (an interrupted evaluation
+    resumes).
+
+    diversity: score the distilled set and the random subsets with :func:`~fastdistill.eval.diversity.
+    diversity_results` on the features of ``feature_model`` (default: the teacher; skipped without either).
+    full_data (``train`` | ``cached`` | ``skip``), full_data_epochs, cache_dir: the full-data hard-label accuracy
+    of DD-Ranking's HLR (:func:`~fastdistill.eval.ddranking.full_data_accuracy`). ars: also train every student
+    without augmentation, for DD-Ranking's ARS.
     """
     protocols = tuple(protocols)
     unknown = [p for p in protocols if p not in PROTOCOLS]
     if unknown or not protocols:
         raise FastDistillError(f"unknown evaluation protocol(s) {unknown}; use {', '.join(PROTOCOLS)}")
+    if full_data not in FULL_DATA_MODES:
+        raise FastDistillError(f"full_data must be one of {', '.join(FULL_DATA_MODES)}, got {full_data!r}")
     _check_inputs(images, labels, dataset, stages)
     if lr is not None and not lr > 0:
         raise FastDistillError(f"the student learning rate must be positive, got {lr}")
     if stage_lrs is not None and (stages is None or len(stage_lrs) != len(stages.unique())):
         raise FastDistillError("stage_lrs needs stages and one entry per stage")
+    if students is not None and (not students or len(set(students)) != len(students)):
+        raise FastDistillError(f"students must be distinct architecture names, got {list(students)}")
     info, device = dataset.info, torch.device(device)
     teacher_name = None
-    if "soft" in protocols:
-        if teacher is None:
-            raise FastDistillError("the soft-label protocol needs a teacher: pass --teacher DIR (a `fastdistill "
-                                   "squeeze` output) or evaluate with --protocols hard")
-        if not isinstance(teacher, nn.Module):
-            teacher_name = str(teacher)
-            teacher, _ = load_teacher(teacher, info, device, teacher_weights, teacher_format)
-        else:
-            teacher_name = type(teacher).__name__
-            teacher = teacher.to(device).eval().requires_grad_(False)
+    if "soft" in protocols and teacher is None:
+        raise FastDistillError("the soft-label protocol needs a teacher: pass --teacher DIR (a `fastdistill "
+                               "squeeze` output) or evaluate with --protocols hard")
+    if teacher is not None and not isinstance(teacher, nn.Module):
+        teacher_name = str(teacher)
+        teacher, _ = load_teacher(teacher, info, device, teacher_weights, teacher_format)
+    elif teacher is not None:
+        teacher_name = type(teacher).__name__
+        teacher = teacher.to(device).eval().requires_grad_(False)
+    extractor = _feature_model(feature_model, teacher, teacher_name, info, device, feature_weights) if diversity \
+        else None
     seed_list = _seed_list(seeds, base_seed)
     labels = labels.cpu().long()
     stages = None if stages is None else stages.cpu().long()
@@ -195,59 +256,172 @@ def evaluate_distilled(images: torch.Tensor, labels: torch.Tensor, dataset: Data
                      "teacher": teacher_name, "stages": None if stages is None else len(stages.unique()),
                      "stage_lrs": None if stage_lrs is None else list(stage_lrs), "lr_override": lr,
                      "metric": "test top-1 % after the last epoch; mean ± population std over seeds",
-                     "protocols": {}}
-    for kind in protocols:
-        ep = epochs.get(kind) if isinstance(epochs, dict) else epochs
-        arch = student.get(kind, DEFAULT_STUDENTS[kind]) if isinstance(student, dict) else student
-        arch = arch or DEFAULT_STUDENTS[kind]
-        proto = make_protocol(kind, info, int(labels.numel()), ep, student=arch,
-                              **({} if lr is None else {"lr": lr}))
+                     "protocols": {}, "students": {}}
+    subsets = {seed: random_real_subset(dataset.train, labels, seed) for seed in seed_list}
+
+    def train_pair(kind: str, arch: str, proto, sets: tuple[str, ...] = ("distilled", "random_real"),
+                   plain: bool = False) -> dict[str, dict]:
         eval_every = max(1, proto.epochs // track_best) if track_best > 0 else 0
-        runs: dict[str, list[dict]] = {"distilled": [], "random_real": []}
+        runs: dict[str, list[dict]] = {which: [] for which in sets}
+        tag = f"{kind}-noaug" if plain else kind
         for seed in seed_list:
-            real_x, real_y = random_real_subset(dataset.train, labels, seed)
-            for which, (x, y) in (("distilled", (images, labels)), ("random_real", (real_x, real_y))):
+            for which in sets:
+                x, y = (images, labels) if which == "distilled" else subsets[seed]
                 lrs = stage_lrs if kind == "hard" and which == "distilled" else None
                 kept = None if keep is None else Path(keep) / _student_file(
-                    kind, which, seed, proto.to_dict(), arch, lrs, teacher_name, eval_every, images, labels, stages)
+                    tag, which, seed, proto.to_dict(), arch, lrs, teacher_name, eval_every, images, labels, stages)
                 if reuse and kept is not None and (run := _read_kept(kept)) is not None:
                     runs[which].append({"seed": seed, **run})
                     continue
-                trainer = StudentTrainer(info, proto, student=arch, teacher=teacher if kind == "soft" else None,
-                                         seed=seed, device=device)
-                run = _train_one(trainer, x, y, stages, lrs, test, eval_every, progress, f"{kind} {which} seed {seed}")
+                trainer = (_PlainTrainer if plain else StudentTrainer)(
+                    info, proto, student=arch, teacher=teacher if kind == "soft" else None, seed=seed, device=device)
+                name = f"{kind}{' no-aug' if plain else ''} {arch} {which} seed {seed}"
+                run = _train_one(trainer, x, y, stages, lrs, test, eval_every, progress, name)
                 if kept is not None:
                     write_json(kept, run)
                 runs[which].append({"seed": seed, **run})
                 if progress:
-                    log(f"  {kind:<4} {which:<11} seed {seed}: top-1 {run['top1']:6.2f}%  "
-                        f"({run['epochs']} epochs, {run['steps']} steps, {run['seconds']:.1f}s)")
-        entry = {"protocol": proto.to_dict(), "student": arch, "distilled": _summary(runs["distilled"]),
-                 "random_real": _summary(runs["random_real"])}
+                    log(f"  {name}: top-1 {run['top1']:6.2f}%  ({run['epochs']} epochs, {run['steps']} steps, "
+                        f"{run['seconds']:.1f}s)")
+        return {which: _summary(r) for which, r in runs.items()}
+
+    def protocol_for(kind: str, arch: str):
+        ep = epochs.get(kind) if isinstance(epochs, dict) else epochs
+        base_lr, source = _student_lr(kind, arch, lr)
+        proto = make_protocol(kind, info, int(labels.numel()), ep, student=arch,
+                              **({} if base_lr is None else {"lr": base_lr}))
+        return proto, source
+
+    for kind, arch in _pairs(protocols, student, students):
+        proto, lr_source = protocol_for(kind, arch)
+        entry = {"protocol": proto.to_dict(), "student": arch, "lr_source": lr_source, **train_pair(kind, arch, proto)}
         entry["delta"] = entry["distilled"]["mean"] - entry["random_real"]["mean"]
-        results["protocols"][kind] = entry
+        if ars:
+            plain = train_pair(kind, arch, proto, plain=True)
+            entry["no_augmentation"] = {**plain, "delta": plain["distilled"]["mean"] - plain["random_real"]["mean"]}
+        results["protocols"].setdefault(kind, entry)
+        results["students"].setdefault(arch, {})[kind] = entry
+    results["ddranking"] = _ddranking(results, dataset, protocol_for, train_pair, full_data, full_data_epochs,
+                                      cache_dir, device, progress, log)
+    if extractor is not None:
+        results["diversity"] = measure_diversity(images, labels, dataset, extractor, seed_list)
+    elif diversity:
+        results.setdefault("skipped", {})["diversity"] = NO_FEATURE_MODEL
     return results
 
 
+NO_FEATURE_MODEL = "no feature model (pass --feature-model: a teacher folder, torchvision:NAME or pixels)"
+
+
+def measure_diversity(images: torch.Tensor, labels: torch.Tensor, dataset: Dataset, extractor: FeatureModel,
+                      seeds: Sequence[int]) -> dict:
+    """The ``diversity`` entry of results.json: ``images`` and the random real subsets of ``seeds`` (the ones the
+    evaluation trains its baseline students on) scored on ``extractor``'s features, against the test split."""
+    if images.dtype != torch.uint8:  # float pixels in [0, 1]: the uint8 images they would be saved as
+        images = to_uint8(images)
+    subsets = [(seed, *random_real_subset(dataset.train, labels.cpu().long(), seed)) for seed in seeds]
+    return diversity_results(extractor, images.cpu(), labels.cpu().long(), subsets,
+                             (dataset.test.images, dataset.test.labels))
+
+
+def _ddranking(results: dict, dataset: Dataset, protocol_for: Callable, train_pair: Callable, full_data: str,
+               full_data_epochs: int | None, cache_dir: str | Path | None, device: torch.device, progress: bool,
+               log: Callable[[str], None]) -> dict:
+    """DD-Ranking's scores of every (student, protocol) entry (``scores``), the headline row's at the top level (the
+    first student under the soft protocol if evaluated, else the first row); a student evaluated only with soft labels
+    gets its hard-label accuracy on the distilled set trained here when the full-data accuracy is available."""
+    full: dict[str, dict] = {}
+    rows = []
+    for arch, entries in results["students"].items():
+        hard = entries.get("hard")
+        if full_data != "skip":
+            proto, _ = protocol_for("hard", arch)
+            proto = dataclasses.replace(proto, epochs=full_data_epochs or proto.epochs)
+            full[arch] = full_data_accuracy(dataset, arch, proto, mode=full_data, cache_dir=cache_dir, device=device,
+                                            progress=progress, log=log)
+            if hard is None and full[arch]["top1"] is not None:
+                proto, _ = protocol_for("hard", arch)
+                hard = {"protocol": proto.to_dict(), "for_hlr_only": True,
+                        **train_pair("hard", arch, proto, sets=("distilled",))}
+                entries["soft"]["hard_labels_for_hlr"] = hard
+        for kind, entry in entries.items():
+            rows.append(score_row(arch, kind, entry, hard, full.get(arch), entry.get("no_augmentation")))
+    soft = [r for r in rows if r["protocol"] == "soft"]
+    headline = {k: v for k, v in (soft or rows)[0].items() if k != "per_seed"} if rows else {}
+    return {**headline, "w": 0.5, "gamma": 0.5, "reference": DD_RANKING_REFERENCE,
+            "units": "hlr, ior as fractions (accuracy / 100), lrs and ars in [0, 1]; accuracies in %",
+            "full_data": full, "scores": rows}
+
+
+def _entries(results: dict) -> list[tuple[str, dict]]:
+    """(protocol, entry) rows in table order: per protocol, every student (older results: ``protocols`` only)."""
+    if "students" not in results:
+        return list(results["protocols"].items())
+    kinds = list(dict.fromkeys(k for entries in results["students"].values() for k in entries))
+    return [(kind, entries[kind]) for kind in kinds for entries in results["students"].values() if kind in entries]
+
+
+def _ms(summary: dict, digits: int = 3) -> str:
+    return "-" if summary.get("mean") is None else f"{summary['mean']:.{digits}f} ± {summary['std']:.{digits}f}"
+
+
+def diversity_lines(div: dict) -> list[str]:
+    names = (("intra_class_cosine", "intra-class cosine (lower = more diverse)"),
+             ("mgd_diversity", "MGD³ diversity (1 - max cosine)"), ("representativeness", "MGD³ representativeness"))
+    width = max(len(label) for _, label in names)
+    lines = [f"diversity on {div['features']} of {div['feature_model']}, mean ± std over classes:"]
+    for key, label in names:
+        lines.append(f"  {label:<{width}}  distilled {_ms(div['distilled'][key])}  random real "
+                     f"{_ms(div['random_real'][key])}")
+    return lines
+
+
+def _ddranking_lines(dd: dict) -> list[str]:
+    lines = [f"DD-Ranking (w = {dd['w']}, γ = {dd['gamma']}; HLR, IOR as fractions), mean over seeds:"]
+    width = max(len(f"{r['protocol']} {r['student']}") for r in dd["scores"])
+    for r in dd["scores"]:
+        cells = "  ".join(f"{name.upper()} {'-' if r[name] is None else format(r[name], fmt)}"
+                          for name, fmt in (("hlr", "+.3f"), ("ior", "+.3f"), ("lrs", ".3f"), ("ars", ".3f")))
+        lines.append(f"  {r['protocol'] + ' ' + r['student']:<{width}}  {cells}")
+    full = dd.get("full_data", {})
+    if full:
+        lines.append("  full train set, hard labels: " + ", ".join(
+            f"{arch} {'-' if f['top1'] is None else format(f['top1'], '.2f') + '%'}" for arch, f in full.items()))
+        missing = [f["source"] for f in full.values() if f["top1"] is None]
+        if missing:
+            lines.append(f"  ({missing[0]})")
+    return lines
+
+
 def format_table(results: dict) -> str:
-    """A short text table: protocol | student | epochs | distilled | random real | delta."""
-    rows = [("protocol", "student", "epochs", "distilled", "random real", "delta")]
-    for kind, e in results["protocols"].items():
+    """A short text table (protocol | student | epochs | lr | distilled | random real | delta, one row per student
+    and protocol), then the diversity and DD-Ranking lines."""
+    rows = [("protocol", "student", "epochs", "lr", "distilled", "random real", "delta")]
+    entries = _entries(results)
+    for kind, e in entries:
         d, r = e["distilled"], e["random_real"]
-        rows.append((kind, e["student"], str(e["protocol"]["epochs"]), f"{d['mean']:.2f} ± {d['std']:.2f}",
-                     f"{r['mean']:.2f} ± {r['std']:.2f}", f"{e['delta']:+.2f}"))
+        rows.append((kind, e["student"], str(e["protocol"]["epochs"]), f"{e['protocol']['lr']:g}",
+                     f"{d['mean']:.2f} ± {d['std']:.2f}", f"{r['mean']:.2f} ± {r['std']:.2f}", f"{e['delta']:+.2f}"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     n = len(results["seeds"])
     lines.append(f"test top-1 % on {results['dataset']} ({results['num_images']} images), final epoch, "
                  f"mean ± std over {n} seed{'s' if n > 1 else ''}")
-    for kind, e in results["protocols"].items():
+    for kind, e in entries:
         d, r = e["distilled"], e["random_real"]
         if "best_mean" in d and "best_mean" in r:
             k = d["runs"][0]["evaluations"]
-            lines.append(f"{kind}: best of {k} evaluations (optimistic): distilled {d['best_mean']:.2f} ± "
-                         f"{d['best_std']:.2f}, random real {r['best_mean']:.2f} ± {r['best_std']:.2f}")
+            lines.append(f"{kind} {e['student']}: best of {k} evaluations (optimistic): distilled {d['best_mean']:.2f}"
+                         f" ± {d['best_std']:.2f}, random real {r['best_mean']:.2f} ± {r['best_std']:.2f}")
+        if "no_augmentation" in e:
+            p = e["no_augmentation"]
+            lines.append(f"{kind} {e['student']} without augmentation: distilled {_ms(p['distilled'], 2)}, random "
+                         f"real {_ms(p['random_real'], 2)}")
+    if "diversity" in results:
+        lines += diversity_lines(results["diversity"])
+    if results.get("ddranking", {}).get("scores"):
+        lines += _ddranking_lines(results["ddranking"])
     for kind, reason in results.get("skipped", {}).items():
         lines.append(f"{kind}: skipped ({reason})")
     return "\n".join(lines)

@@ -56,7 +56,7 @@ def evaluate_progressive(record: dict, dataset: Dataset, *, seeds: int = 3, epoc
         if key not in raw:
             raw[key] = evaluate_distilled(images, labels, dataset, protocols=("hard",), seeds=seeds, epochs=ep,
                                           student=arch, device=device, stages=stage_ids, stage_lrs=stage_lrs,
-                                          lr=lr, progress=progress, log=lambda _: None)
+                                          lr=lr, progress=progress, log=lambda _: None, diversity=False)
         hard = raw[key]["protocols"]["hard"]
         d, r = hard["distilled"], hard["random_real"]
         return Row(name, d["runs"][0]["epochs"], d["runs"][0]["steps"], (d["mean"], d["std"]), (r["mean"], r["std"]))

@@ -87,6 +87,24 @@ class Renormalized(nn.Module):
         return self.model(x * self.scale + self.shift)
 
 
+def load_pretrained(teacher: str, weights: str | Path | None = None) -> tuple[nn.Module, tuple, tuple]:
+    """``torchvision:NAME`` with its weights and its own classifier (any class count), unfrozen on the CPU, and the
+    mean/std its weights read; for uses that need only its features (diversity)."""
+    import torchvision.models as tvm
+
+    name = teacher[len(PREFIX):]
+    transform = _weights_enum(name).transforms()
+    path = weights_file(teacher, weights)
+    state = _read_state(path)
+    model = tvm.get_model(name, weights=None, num_classes=_classes_of(tvm.get_model(name, weights=None), state, path))
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise FastDistillError(f"weights {path} do not match torchvision {name} "
+                               f"({str(exc).splitlines()[0][:120]})") from exc
+    return model, tuple(transform.mean), tuple(transform.std)
+
+
 def load_torchvision_teacher(teacher: str, info: DatasetInfo, device: torch.device | str = "cpu",
                              weights: str | Path | None = None) -> tuple[nn.Module, dict]:
     """A frozen torchvision teacher for ``info`` and its metadata (arch, weights file, mean/std it reads)."""
