@@ -31,3 +31,11 @@ def tmpfs(tmp_path):
             return mnt
 
         yield mount
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _decoded_cache_in_tmp(tmp_path_factory):
+    """Decoded image caches of every test (and its subprocesses) go to a temporary folder, never ~/.cache."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FASTDISTILL_CACHE", str(tmp_path_factory.mktemp("decoded-cache")))
+        yield

@@ -5,7 +5,15 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from fastdistill.commands._common import RunOptions, data_fingerprint, record_run, resolve_device, teacher_fingerprint
+from fastdistill.commands._common import (
+    RunOptions,
+    access_kwargs,
+    data_fingerprint,
+    record_run,
+    report_skipped,
+    resolve_device,
+    teacher_fingerprint,
+)
 from fastdistill.commands._options import as_config, option
 from fastdistill.commands.rundir import prepare_run_dir
 from fastdistill.data import load_dataset
@@ -82,7 +90,8 @@ def run(options: Options) -> int:
     if not options.no_eval and (not protocols or any(p not in PROTOCOLS for p in protocols)):
         raise FastDistillError(f"--eval-protocols takes a comma-separated subset of {','.join(PROTOCOLS)}, got "
                                f"{cfg.eval_protocols!r}")
-    ds = load_dataset(options.dataset, options.data_root, options.download, options.image_size)
+    ds = load_dataset(options.dataset, options.data_root, options.download, options.image_size,
+                      **access_kwargs(options))
     smallest = int(ds.train.counts(ds.info.num_classes).min())
     if cfg.ipc > smallest:
         raise FastDistillError(f"--ipc {cfg.ipc} is larger than the smallest class of {ds.info.name} ({smallest} "
@@ -112,4 +121,5 @@ def run(options: Options) -> int:
                                      epochs=cfg.eval_epochs, device=device, lr=options.eval_lr)
         results["run"] = str(run_dir)
         write_results(run_dir, results)
+    report_skipped(ds)
     return 0

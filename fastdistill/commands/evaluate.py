@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from fastdistill.commands._common import resolve_device
+from fastdistill.commands._common import AccessOptions, access_kwargs, report_skipped, resolve_device
 from fastdistill.commands._options import as_config, option
 from fastdistill.commands.rundir import CONFIG
 from fastdistill.data import load_dataset
@@ -33,7 +33,7 @@ HELP = "train students on a distilled set and on a random real subset (hard and 
 
 
 @dataclass(kw_only=True)
-class Options:
+class Options(AccessOptions):
     run_dir: str = option(None, "run folder holding distilled.pt", positional=True, required=True, metavar="RUN_DIR")
     teacher: str | None = option(None, "teacher folder or torchvision:NAME for the soft protocol (default: the run's)")
     teacher_weights: str | None = option(None, "state-dict file of a torchvision:NAME teacher (default: the torch "
@@ -81,7 +81,7 @@ def run(args: Options) -> int:
     device = resolve_device(args.device)
 
     dataset = load_dataset(recorded["name"], args.data_root or config.get("data_root"), args.download,
-                           recorded.get("image_size"))
+                           recorded.get("image_size"), **access_kwargs(args))
     if list(record["classes"]) != list(dataset.info.classes):
         raise FastDistillError(f"the distilled set's classes ({len(record['classes'])}) differ from {dataset.info.name}"
                                f"'s ({dataset.info.num_classes}) in number, names or order; evaluate on the dataset "
@@ -120,4 +120,5 @@ def run(args: Options) -> int:
         results["skipped"] = skipped
     path = write_results(run_dir, results)
     print(f"results -> {path}")
+    report_skipped(dataset)
     return 0
