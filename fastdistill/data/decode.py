@@ -34,7 +34,7 @@ def decode_image(path: str | Path, size: int) -> np.ndarray:
         w, h = im.size
         left, top = (w - size) // 2, (h - size) // 2
         im = im.crop((left, top, left + size, top + size))
-        return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1)
+        return np.array(im, dtype=np.uint8).transpose(2, 0, 1)
 
 
 def try_decode(path: str | Path, size: int) -> tuple[np.ndarray | None, str | None]:
