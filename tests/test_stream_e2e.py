@@ -48,3 +48,31 @@ def test_delt_on_a_1000_class_imagefolder_with_a_torchvision_resnet18(tmp_path, 
     summary = json.loads((out / "summary.json").read_text())
     assert summary["images"] == 1000 and summary["selection_seconds"] > 0
     assert len(list((out / "progress" / "scores").glob("scores_*.pt"))) == 1  # 2000 images: one chunk
+
+
+def test_delt_skips_and_counts_a_corrupt_file_with_skip_corrupt(tmp_path, monkeypatch, capsys):
+    rng = np.random.default_rng(0)
+    wnids = ["n01440764", "n01443537", "n01484850"]
+    for split, n in (("train", 3), ("val", 1)):
+        for wnid in wnids:
+            (tmp_path / "data" / split / wnid).mkdir(parents=True)
+            for i in range(n):
+                pixels = rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(tmp_path / "data" / split / wnid / f"{i}.JPEG")
+    (tmp_path / "data" / "train" / wnids[1] / "0.JPEG").write_bytes(b"\xff\xd8 truncated")
+    torch.manual_seed(0)
+    weights = tmp_path / "resnet18.pth"
+    torch.save(torchvision.models.resnet18(num_classes=3).state_dict(), weights)
+    monkeypatch.setattr("fastdistill.pipelines.delt.teacher.SANITY_FACTOR", 0.0)
+    argv = ["delt", "--dataset", "imagefolder", "--data-root", str(tmp_path / "data"), "--image-size", "8",
+            "--teacher", "torchvision:resnet18", "--teacher-weights", str(weights), "--iterations", "1",
+            "--round-iterations", "1", "--batch-size", "3", "--workers", "0", "--no-eval", "--device", "cpu"]
+    assert main([*argv, "--ipc", "2", "--output", str(tmp_path / "stops")]) == 2
+    assert "0.JPEG" in capsys.readouterr().err
+    assert main([*argv, "--ipc", "3", "--skip-corrupt", "--output", str(tmp_path / "short")]) == 2
+    assert "--ipc 3 is larger than class 1's 2 training images" in capsys.readouterr().err
+    assert main([*argv, "--ipc", "2", "--skip-corrupt", "--output", str(tmp_path / "run")]) == 0
+    broken = tmp_path / "data" / "train" / wnids[1] / "0.JPEG"
+    assert f"--skip-corrupt: skipped 1 corrupt or unreadable image(s), the first: {broken}" in capsys.readouterr().out
+    chosen = torch.load(tmp_path / "run" / "progress" / "selection.pt", weights_only=True)["chosen"]
+    assert sorted(chosen[1].tolist()) == [4, 5]  # position 3 (the broken file) is never selected

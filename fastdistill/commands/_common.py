@@ -89,9 +89,9 @@ def access_kwargs(options: AccessOptions) -> dict:
 
 def report_skipped(dataset: Dataset) -> None:
     """Say how many unreadable files ``--skip-corrupt`` skipped in this run, and name the first."""
-    skipped = [msg for split in (dataset.train, dataset.test) for msg in getattr(split, "unreadable", {}).values()]
+    skipped = [path for split in (dataset.train, dataset.test) for path in getattr(split, "skipped", [])]
     if skipped:
-        print(f"--skip-corrupt: skipped {len(skipped)} corrupt or unreadable image(s); the first: {skipped[0]}")
+        print(f"--skip-corrupt: skipped {len(skipped)} corrupt or unreadable image(s), the first: {skipped[0]}")
 
 
 def data_fingerprint(dataset: Dataset) -> str:

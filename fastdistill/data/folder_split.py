@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -97,6 +98,11 @@ class FolderSplit(Split):
     def images(self) -> torch.Tensor:
         """All images, from the decoded cache (built on first use): prefer ``take``, ``batches`` or ``decoded()``."""
         return self.decoded().images
+
+    @property
+    def skipped(self) -> list[Path]:
+        """The files skipped so far (``skip_corrupt``), in position order."""
+        return [self.index.path(pos) for pos in sorted(self.unreadable)]
 
     @property
     def bytes_per_image(self) -> int:
