@@ -34,6 +34,8 @@ def tmpfs(tmp_path):
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _private_cache(tmp_path_factory):
-    """Full-data accuracies (DD-Ranking's HLR) are cached under ``$FASTDISTILL_CACHE``: a temporary one in tests."""
-    os.environ["FASTDISTILL_CACHE"] = str(tmp_path_factory.mktemp("fastdistill-cache"))
+def _decoded_cache_in_tmp(tmp_path_factory):
+    """Decoded image caches of every test (and its subprocesses) go to a temporary folder, never ~/.cache."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FASTDISTILL_CACHE", str(tmp_path_factory.mktemp("decoded-cache")))
+        yield

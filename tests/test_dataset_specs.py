@@ -68,7 +68,7 @@ def test_dataset_outside_the_registry_gets_every_default():
         load_dataset("in-memory")
 
 
-def _load_fake(spec: DatasetSpec, root: str | None, download: bool, image_size: int | None) -> Dataset:
+def _load_fake(spec: DatasetSpec, root: str | None, download: bool, image_size: int | None, access) -> Dataset:
     size = image_size or spec.image_size
     images = torch.arange(4 * spec.channels * size * size, dtype=torch.int64).remainder(256).to(torch.uint8)
     split = Split(images.view(4, spec.channels, size, size), torch.tensor([0, 1, 0, 1]))

@@ -20,7 +20,19 @@ from fastdistill.utils.fingerprint import file_sha256
 
 
 @dataclass(kw_only=True)
-class DataOptions:
+class AccessOptions:
+    """How streamed (image-folder) data are read: decoding workers, the decoded cache, corrupt files."""
+
+    workers: int | None = option(None, "DataLoader processes that decode images (default: the CPU count, at most 8; "
+                                       "0: decode in the main process)", ge=0)
+    cache_dir: str | None = option(None, "folder of decoded image caches (default: $FASTDISTILL_CACHE or "
+                                         "~/.cache/fastdistill)")
+    skip_corrupt: bool = option(False, "skip corrupt or unreadable image files (counted at the end) instead of "
+                                       "stopping at the first")
+
+
+@dataclass(kw_only=True)
+class _WhichData:
     """Which dataset, and where it lives."""
 
     dataset: str = option("digits", "dataset", choices=lambda: sorted(DATASET_SPECS), shapes_result=True)
@@ -28,6 +40,11 @@ class DataOptions:
                                    shapes_result=True)
     download: bool = option(False, "let torchvision download the dataset into --data-root")
     image_size: int | None = option(None, "resize+center-crop side for imagefolder data", ge=1, shapes_result=True)
+
+
+@dataclass(kw_only=True)
+class DataOptions(AccessOptions, _WhichData):
+    """Which dataset, where it lives, and how it is read (the options come in that order)."""
 
 
 @dataclass(kw_only=True)
@@ -65,6 +82,18 @@ def record_run(run_dir: Path, command: str, options: RunOptions, device: torch.d
             return True
     write_config(run_dir, command, config, device, inputs=inputs, **extra)
     return False
+
+
+def access_kwargs(options: AccessOptions) -> dict:
+    """The ``load_dataset`` keywords of ``options``."""
+    return {"workers": options.workers, "cache_dir": options.cache_dir, "skip_corrupt": options.skip_corrupt}
+
+
+def report_skipped(dataset: Dataset) -> None:
+    """Say how many unreadable files ``--skip-corrupt`` skipped in this run, and name the first."""
+    skipped = [path for split in (dataset.train, dataset.test) for path in getattr(split, "skipped", [])]
+    if skipped:
+        print(f"--skip-corrupt: skipped {len(skipped)} corrupt or unreadable image(s), the first: {skipped[0]}")
 
 
 def data_fingerprint(dataset: Dataset) -> str:

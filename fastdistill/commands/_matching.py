@@ -6,7 +6,15 @@ import dataclasses
 import time
 from dataclasses import dataclass
 
-from fastdistill.commands._common import RunOptions, data_fingerprint, record_run, resolve_device, teacher_fingerprint
+from fastdistill.commands._common import (
+    RunOptions,
+    access_kwargs,
+    data_fingerprint,
+    record_run,
+    report_skipped,
+    resolve_device,
+    teacher_fingerprint,
+)
 from fastdistill.commands._options import as_config, option
 from fastdistill.commands.rundir import prepare_run_dir
 from fastdistill.data import load_dataset
@@ -95,7 +103,7 @@ def run_matching(args: MatchingOptions, command: str, method: str, stages: int) 
     if method == "mtt":
         inputs["buffer"] = file_sha256(check_buffer_folder(cfg.buffer, args.dataset, cfg.arch) / TRAJECTORIES)
     device = resolve_device(args.device)
-    dataset = load_dataset(args.dataset, args.data_root, args.download, args.image_size)
+    dataset = load_dataset(args.dataset, args.data_root, args.download, args.image_size, **access_kwargs(args))
     inputs["data"] = data_fingerprint(dataset)
     data = RealData(dataset.train, dataset.info, device)
     gen = generator(args.seed, device)
@@ -126,6 +134,7 @@ def run_matching(args: MatchingOptions, command: str, method: str, stages: int) 
               f"{lr:>8}")
     print(f"outputs: {run_dir}")
     if args.no_eval:
+        report_skipped(dataset)
         return 0
     rows, raw = evaluate_progressive(record, dataset, seeds=args.eval_seeds, epochs=args.eval_epochs,
                                      arch=args.eval_arch, device=device, progress=not args.quiet,
@@ -144,4 +153,5 @@ def run_matching(args: MatchingOptions, command: str, method: str, stages: int) 
     print("\n" + format_rows(rows))
     print("\n".join(diversity_lines(results["diversity"])) if "diversity" in results else
           f"diversity: skipped ({NO_FEATURE_MODEL})")
+    report_skipped(dataset)
     return 0

@@ -6,7 +6,14 @@ import time
 from dataclasses import dataclass
 
 from fastdistill.augment.dsa import DSAConfig, dsa_strategy_for
-from fastdistill.commands._common import RunOptions, data_fingerprint, record_run, resolve_device
+from fastdistill.commands._common import (
+    RunOptions,
+    access_kwargs,
+    data_fingerprint,
+    record_run,
+    report_skipped,
+    resolve_device,
+)
 from fastdistill.commands._options import option
 from fastdistill.commands.rundir import prepare_run_dir
 from fastdistill.data import dataset_presets, load_dataset
@@ -41,7 +48,7 @@ def run(args: Options) -> int:
     device = resolve_device(args.device)
     if args.resume:
         raise FastDistillError("buffer does not resume an interrupted run; start it again with a new --output")
-    dataset = load_dataset(args.dataset, args.data_root, args.download, args.image_size)
+    dataset = load_dataset(args.dataset, args.data_root, args.download, args.image_size, **access_kwargs(args))
     info = dataset.info
     data = RealData(dataset.train, info, device)
     fm = flat_model(args.arch, info, device)
@@ -65,4 +72,5 @@ def run(args: Options) -> int:
     print(f"{args.experts} experts x {args.epochs} epochs on {info.name} in {seconds:.0f} s; expert test accuracy "
           f"{mean:.2f}% (min {min(acc):.2f}, max {max(acc):.2f})")
     print(f"buffer: {run_dir}/{TRAJECTORIES} + {META}; use it with --buffer {run_dir}")
+    report_skipped(dataset)
     return 0

@@ -7,8 +7,10 @@ from dataclasses import dataclass
 
 from fastdistill.commands._common import (
     RunOptions,
+    access_kwargs,
     data_fingerprint,
     record_run,
+    report_skipped,
     resolve_device,
     teacher_fingerprint,
     teacher_format_option,
@@ -94,7 +96,8 @@ def run(options: Options) -> int:
         raise FastDistillError(f"--eval-protocols takes a comma-separated subset of {','.join(PROTOCOLS)}, got "
                                f"{cfg.eval_protocols!r}")
     fmt = teacher_format(options.teacher, options.teacher_format)
-    ds = load_dataset(options.dataset, options.data_root, options.download, options.image_size)
+    ds = load_dataset(options.dataset, options.data_root, options.download, options.image_size,
+                      **access_kwargs(options))
     smallest = int(ds.train.counts(ds.info.num_classes).min())
     if cfg.ipc > smallest:
         raise FastDistillError(f"--ipc {cfg.ipc} is larger than the smallest class of {ds.info.name} ({smallest} "
@@ -128,4 +131,5 @@ def run(options: Options) -> int:
                                      feature_model=options.eval_feature_model, full_data="cached")
         results["run"] = str(run_dir)
         write_results(run_dir, results)
+    report_skipped(ds)
     return 0

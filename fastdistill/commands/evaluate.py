@@ -17,7 +17,13 @@ from pathlib import Path
 
 import torch
 
-from fastdistill.commands._common import resolve_device, teacher_format_option
+from fastdistill.commands._common import (
+    AccessOptions,
+    access_kwargs,
+    report_skipped,
+    resolve_device,
+    teacher_format_option,
+)
 from fastdistill.commands._options import as_config, option
 from fastdistill.commands.rundir import CONFIG
 from fastdistill.data import load_dataset
@@ -38,7 +44,7 @@ HELP = "train students on a distilled set and on a random real subset (hard and 
 
 
 @dataclass(kw_only=True)
-class Options:
+class Options(AccessOptions):
     run_dir: str = option(None, "run folder holding distilled.pt", positional=True, required=True, metavar="RUN_DIR")
     teacher: str | None = option(None, "teacher folder, torchvision:NAME or a reference checkpoint for the soft "
                                        "protocol (default: the run's)")
@@ -119,7 +125,7 @@ def run(args: Options) -> int:
     device = resolve_device(args.device)
 
     dataset = load_dataset(recorded["name"], args.data_root or config.get("data_root"), args.download,
-                           recorded.get("image_size"))
+                           recorded.get("image_size"), **access_kwargs(args))
     if list(record["classes"]) != list(dataset.info.classes):
         raise FastDistillError(f"the distilled set's classes ({len(record['classes'])}) differ from {dataset.info.name}"
                                f"'s ({dataset.info.num_classes}) in number, names or order; evaluate on the dataset "
@@ -154,4 +160,5 @@ def run(args: Options) -> int:
         results["skipped"] = {**skipped, **results.get("skipped", {})}
     path = write_results(run_dir, results)
     print(f"results -> {path}")
+    report_skipped(dataset)
     return 0

@@ -7,8 +7,10 @@ from pathlib import Path
 
 from fastdistill.commands._common import (
     RunOptions,
+    access_kwargs,
     data_fingerprint,
     record_run,
+    report_skipped,
     resolve_device,
     teacher_format_option,
 )
@@ -102,7 +104,7 @@ def run(args: Options) -> int:
     image_size = args.image_size
     if args.dataset == "imagefolder" and image_size is None:
         image_size = gen.image_size
-    data = load_dataset(args.dataset, args.data_root, args.download, image_size)
+    data = load_dataset(args.dataset, args.data_root, args.download, image_size, **access_kwargs(args))
     guidance = GuidanceConfig(steps=args.steps, sampler=args.sampler, guidance_scale=args.guidance_scale,
                               stop_guidance=args.stop_guidance, cfg_scale=args.cfg_scale,
                               cfg_channels=args.cfg_channels)
@@ -121,4 +123,5 @@ def run(args: Options) -> int:
           f"{args.steps}) -> {run_dir}")
     if not args.no_eval:
         _evaluate(run_dir, record, data, args, device)
+    report_skipped(data)
     return 0

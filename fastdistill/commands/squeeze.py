@@ -6,7 +6,14 @@ import dataclasses
 import time
 from dataclasses import dataclass
 
-from fastdistill.commands._common import RunOptions, data_fingerprint, record_run, resolve_device
+from fastdistill.commands._common import (
+    RunOptions,
+    access_kwargs,
+    data_fingerprint,
+    record_run,
+    report_skipped,
+    resolve_device,
+)
 from fastdistill.commands._options import option
 from fastdistill.commands.rundir import prepare_run_dir
 from fastdistill.data import load_dataset
@@ -35,7 +42,7 @@ def run(args: Options) -> int:
     """Train and save the teacher; ``--resume`` reports a finished run, and trains an unfinished one from the start."""
     device = resolve_device(args.device)
     seed_everything(args.seed)
-    ds = load_dataset(args.dataset, args.data_root, args.download, args.image_size)
+    ds = load_dataset(args.dataset, args.data_root, args.download, args.image_size, **access_kwargs(args))
     build_model(args.arch, ds.info.num_classes, ds.info.channels, ds.info.image_size)  # refuses a bad --arch now
     run_dir = prepare_run_dir(args.output, f"squeeze-{args.dataset}", args.resume)
     cfg = SqueezeConfig(arch=args.arch, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
@@ -48,4 +55,5 @@ def run(args: Options) -> int:
                  seed=args.seed, history=result["history"])
     print(f"teacher {cfg.arch} on {ds.info.name}: test top-1 {result['test_accuracy']:.2f}% "
           f"({result['epochs']} epochs, {time.time() - start:.0f}s) -> {run_dir}")
+    report_skipped(ds)
     return 0

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from fastdistill.commands._common import RunOptions, data_fingerprint, record_run, resolve_device
+from fastdistill.commands._common import (
+    RunOptions,
+    access_kwargs,
+    data_fingerprint,
+    record_run,
+    report_skipped,
+    resolve_device,
+)
 from fastdistill.commands._options import option
 from fastdistill.commands.rundir import prepare_run_dir
 from fastdistill.data import load_dataset
@@ -30,7 +37,7 @@ def run(args: Options) -> int:
     require_diffusers()
     device = resolve_device(args.device)
     seed_everything(args.seed)
-    data = load_dataset(args.dataset, args.data_root, args.download, args.image_size)
+    data = load_dataset(args.dataset, args.data_root, args.download, args.image_size, **access_kwargs(args))
     run_dir = prepare_run_dir(args.output, NAME, args.resume)
     train_cfg = PixelTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, width=args.width,
                                  checkpoint_every=args.checkpoint_every, seed=args.seed)
@@ -40,4 +47,5 @@ def run(args: Options) -> int:
     meta = train_pixel_diffusion(data, run_dir, train_cfg, device)
     print(f"trained {args.steps} steps on {data.info.name} (final loss {meta['final_loss']:.4f}); model in {run_dir}")
     print(f"next: python -m fastdistill mgd --dataset {args.dataset} --diffusion {run_dir} --ipc 10")
+    report_skipped(data)
     return 0

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+SKIPPED = -1  # the label of an unreadable image skipped with --skip-corrupt (streamed splits): in no class
+
 
 @dataclass(frozen=True)
 class DatasetInfo:
@@ -70,7 +72,8 @@ class Split:
         return (self.labels == c).nonzero().flatten()
 
     def counts(self, num_classes: int) -> torch.Tensor:
-        return torch.bincount(self.labels, minlength=num_classes)
+        """Images per class (a skipped image, label :data:`SKIPPED`, counts in none)."""
+        return torch.bincount(self.labels[self.labels >= 0], minlength=num_classes)
 
     def take(self, indices: torch.Tensor) -> torch.Tensor:
         """uint8 images at ``indices`` (in that order): [len(indices), C, H, W]."""

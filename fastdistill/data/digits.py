@@ -10,11 +10,13 @@ import torch
 from fastdistill.data.base import Dataset, Split
 
 if TYPE_CHECKING:
+    from fastdistill.data.access import DataAccess
     from fastdistill.data.specs import DatasetSpec
 
 
-def load_digits_dataset(spec: DatasetSpec, root: str | None, download: bool, image_size: int | None) -> Dataset:
-    """Bundled with scikit-learn: ``root``, ``download`` and ``image_size`` do not apply."""
+def load_digits_dataset(spec: DatasetSpec, root: str | None, download: bool, image_size: int | None,
+                        access: DataAccess) -> Dataset:
+    """Bundled with scikit-learn, in memory: ``root``, ``download``, ``image_size`` and ``access`` do not apply."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 

@@ -15,6 +15,7 @@ from fastdistill.data.base import Dataset, Split
 from fastdistill.errors import FastDistillError
 
 if TYPE_CHECKING:
+    from fastdistill.data.access import DataAccess
     from fastdistill.data.specs import DatasetSpec
 
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
@@ -59,8 +60,9 @@ def _find(root: Path, stem: str) -> Path:
     raise FastDistillError(f"Fashion-MNIST file {stem}(.gz) not found in {root}; {_HOW}")
 
 
-def load_fashion_mnist(spec: DatasetSpec, root: str | None, download: bool, image_size: int | None) -> Dataset:
-    """From ``root``, else Debian's package (``download`` and ``image_size`` do not apply)."""
+def load_fashion_mnist(spec: DatasetSpec, root: str | None, download: bool, image_size: int | None,
+                       access: DataAccess) -> Dataset:
+    """From ``root``, else Debian's package, in memory (``download``, ``image_size`` and ``access`` do not apply)."""
     if root is not None:
         base = Path(root)
         if not base.is_dir():

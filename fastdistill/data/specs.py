@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 
+from fastdistill.data.access import DataAccess
 from fastdistill.data.base import Dataset, DatasetInfo
 from fastdistill.data.digits import load_digits_dataset
 from fastdistill.data.fashion_mnist import load_fashion_mnist
@@ -62,8 +63,9 @@ class DatasetSpec:
                            self.std)
 
 
-Loader = Callable[[DatasetSpec, str | None, bool, int | None], Dataset]
-"""``loader(spec, root, download, image_size)``: both splits in memory, described by ``spec.info(classes, size)``."""
+Loader = Callable[[DatasetSpec, str | None, bool, int | None, DataAccess], Dataset]
+"""``loader(spec, root, download, image_size, access)``: both splits (in memory, or streamed as ``access`` says),
+described by ``spec.info(classes, size)``."""
 
 # Small built-in datasets: DELT schedules measured on a 2-core CPU (README "DELT"); this package's choice, not the
 # paper's (whose ImageNet-scale defaults live in DELTConfig).

@@ -11,6 +11,7 @@ from fastdistill.data.base import Dataset, Split
 from fastdistill.errors import FastDistillError
 
 if TYPE_CHECKING:
+    from fastdistill.data.access import DataAccess
     from fastdistill.data.specs import DatasetSpec
 
 
@@ -21,8 +22,8 @@ def _split(ds) -> Split:
 
 
 def load_torchvision(cls_name: str, spec: DatasetSpec, root: str | None, download: bool,
-                     image_size: int | None) -> Dataset:
-    """``torchvision.datasets.<cls_name>`` under ``root`` (``image_size`` does not apply)."""
+                     image_size: int | None, access: DataAccess) -> Dataset:
+    """``torchvision.datasets.<cls_name>`` under ``root``, in memory (``image_size`` and ``access`` do not apply)."""
     import torchvision
 
     name = spec.name

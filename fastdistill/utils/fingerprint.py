@@ -33,12 +33,3 @@ def files_sha256(root: str | os.PathLike, files: Iterable[Path]) -> str:
         digest.update(f"{f.relative_to(root).as_posix()}\0{file_sha256(f)}\n".encode())
     return digest.hexdigest()
 
-
-def listing_sha256(root: str | os.PathLike, files: Iterable[Path]) -> str:
-    """One sha256 over the relative names, sizes and modification times of ``files`` (not their bytes)."""
-    root = Path(root)
-    digest = hashlib.sha256()
-    for f in sorted(Path(p) for p in files):
-        st = f.stat()
-        digest.update(f"{f.relative_to(root).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    return digest.hexdigest()

@@ -37,6 +37,6 @@ def recover_info(ds: Dataset, mode: str) -> DatasetInfo:
 
 def initial_images(ds: Dataset, indices: torch.Tensor, mode: str) -> torch.Tensor:
     """Normalized initial images in ``recover_info``'s space (compat: through the reference's resize + centre crop)."""
-    u8 = ds.train.images[indices]
+    u8 = ds.train.take(indices)
     pixels = reference_view(u8, ds.info.image_size) if mode == "compat" else to_float(u8)
     return recover_info(ds, mode).normalize(pixels.clamp(0, 1))

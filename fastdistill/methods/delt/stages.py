@@ -21,7 +21,7 @@ from fastdistill.methods.delt.initial import initial_images, selection_input
 from fastdistill.methods.delt.planning import launch_seed, plan_groups, plan_launches
 from fastdistill.methods.delt.recover import recover
 from fastdistill.methods.delt.schedule import min_crop_scale
-from fastdistill.methods.delt.selection import select_initial, true_class_probability
+from fastdistill.methods.delt.selection import score_split, select_initial
 from fastdistill.methods.synset import StageImages
 from fastdistill.utils.seed import generator as make_generator
 
@@ -57,10 +57,9 @@ class DELTStages(Method):
         self.delt = DELTConfig.for_dataset(dataset.info.name, image_size=dataset.info.image_size,
                                            ipc=self.cfg.ipc_stage, seed=seed)
         validate(self.delt)
-        scores = true_class_probability(teacher, dataset.train.images, dataset.train.labels,
-                                        selection_input(dataset, "fast"))
-        self.chosen = select_initial(scores, dataset.train.labels, dataset.info.num_classes, self.cfg.ipc,
-                                     self.delt.selection, make_generator(seed))
+        scores, labels = score_split(teacher, dataset.train, selection_input(dataset, "fast"))
+        self.chosen = select_initial(scores, labels, dataset.info.num_classes, self.cfg.ipc, self.delt.selection,
+                                     make_generator(seed))
         self.stage = 1
         self.seed = seed
 

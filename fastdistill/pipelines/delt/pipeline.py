@@ -19,7 +19,7 @@ from fastdistill.methods.delt.initial import initial_images, recover_info, selec
 from fastdistill.methods.delt.normalization import ImageNetReadingTeacher
 from fastdistill.methods.delt.planning import launch_seed, plan_groups, plan_launches
 from fastdistill.methods.delt.recover import recover
-from fastdistill.methods.delt.selection import select_initial, true_class_probability
+from fastdistill.methods.delt.selection import score_split, select_initial
 from fastdistill.pipelines.delt.teacher import obtain_teacher
 from fastdistill.pipelines.outputs import save_distilled
 from fastdistill.utils.io import torch_load_checkpoint, torch_save, write_json
@@ -37,12 +37,15 @@ def run_delt(ds: Dataset, cfg: DELTConfig, run_dir: Path, device: torch.device, 
     if teacher is None:
         teacher, teacher_path = obtain_teacher(ds, teacher_path, run_dir, cfg, device)
     sel_file = run_dir / "progress" / "selection.pt"
+    selection_time = 0.0
     if (saved := torch_load_checkpoint(sel_file)) is not None:
         chosen = saved["chosen"]
     else:
-        scores = true_class_probability(teacher, ds.train.images, ds.train.labels, selection_input(ds, cfg.mode))
-        chosen = select_initial(scores, ds.train.labels, ds.info.num_classes, cfg.ipc, cfg.selection,
-                                generator(cfg.seed))
+        tic = time.time()
+        scores, labels = score_split(teacher, ds.train, selection_input(ds, cfg.mode), run_dir / "progress" / "scores",
+                                     progress=progress)
+        chosen = select_initial(scores, labels, ds.info.num_classes, cfg.ipc, cfg.selection, generator(cfg.seed))
+        selection_time = time.time() - tic
         torch_save(sel_file, {"chosen": chosen, "scores": scores})
     groups = plan_groups(chosen, cfg)
     launches = plan_launches(groups, cfg)
@@ -79,7 +82,8 @@ def run_delt(ds: Dataset, cfg: DELTConfig, run_dir: Path, device: torch.device, 
     summary = {"images": int(images.shape[0]), "groups": len(groups), "launches": len(launches),
                "image_iterations": image_iters,
                "image_iterations_without_earlylate": cfg.iterations * int(images.shape[0]),
-               "recover_seconds": round(recovered_time, 2), "total_seconds": round(time.time() - start, 2),
+               "selection_seconds": round(selection_time, 2), "recover_seconds": round(recovered_time, 2),
+               "total_seconds": round(time.time() - start, 2),
                "teacher": teacher_path, "recover_normalization": {"mean": list(space.mean), "std": list(space.std),
                                                                   "teacher_reads_as_imagenet": compat}}
     write_json(run_dir / "summary.json", summary)

@@ -38,7 +38,10 @@ def check_teacher(ds: Dataset, teacher_path: str, device: torch.device, weights:
     if not any(isinstance(m, nn.BatchNorm2d) for m in teacher.modules()):
         raise FastDistillError("the teacher has no BatchNorm2d layers, and DELT matches BN statistics; "
                                "use a batch-norm architecture such as convnet3-bn or resnet18-cifar")
-    sample = Split(ds.test.images[:SANITY_IMAGES], ds.test.labels[:SANITY_IMAGES])
+    first = torch.arange(min(SANITY_IMAGES, len(ds.test)))
+    images = ds.test.take(first)
+    labels = ds.test.labels[first]  # after take: an unreadable file skipped there is labelled SKIPPED
+    sample = Split(images[labels >= 0], labels[labels >= 0])
     acc = teacher_accuracy(teacher, sample, ds.info.normalize, device)
     if acc < SANITY_FACTOR * 100.0 / ds.info.num_classes:
         raise FastDistillError(f"the teacher reaches only {acc:.1f}% on {len(sample)} test images of {ds.info.name}; "
