@@ -321,7 +321,7 @@ def measure_diversity(images: torch.Tensor, labels: torch.Tensor, dataset: Datas
         images = to_uint8(images)
     subsets = [(seed, *random_real_subset(dataset.train, labels.cpu().long(), seed)) for seed in seeds]
     return diversity_results(extractor, images.cpu(), labels.cpu().long(), subsets,
-                             (dataset.test.images, dataset.test.labels))
+                             (dataset.test.decoded().images, dataset.test.labels))
 
 
 def _ddranking(results: dict, dataset: Dataset, protocol_for: Callable, train_pair: Callable, full_data: str,
