@@ -18,6 +18,7 @@ from fastdistill.methods.config import MethodConfig
 from fastdistill.methods.presets import resolve
 from fastdistill.pipelines.delt.teacher import check_teacher
 from fastdistill.pipelines.pdd.engine import ProgressiveRun
+from fastdistill.report import write_run_report
 from fastdistill.utils.fingerprint import file_sha256
 from fastdistill.utils.io import write_json
 from fastdistill.utils.seed import generator
@@ -116,6 +117,7 @@ def run_matching(args: MatchingOptions, command: str, method: str, stages: int) 
               f"{lr:>8}")
     print(f"outputs: {run_dir}")
     if args.no_eval:
+        write_run_report(run_dir)
         return 0
     rows, raw = evaluate_progressive(record, dataset, seeds=args.eval_seeds, epochs=args.eval_epochs,
                                      arch=args.eval_arch, device=device, progress=not args.quiet,
@@ -123,4 +125,5 @@ def run_matching(args: MatchingOptions, command: str, method: str, stages: int) 
     write_json(run_dir / "results.json", {"protocol": "hard", "arch": args.eval_arch, "seeds": args.eval_seeds,
                                           "rows": [r.to_dict() for r in rows], "harness": raw})
     print("\n" + format_rows(rows))
+    write_run_report(run_dir)
     return 0

@@ -17,6 +17,7 @@ from fastdistill.methods.delt.selection import MODES as SELECTION_MODES
 from fastdistill.pipelines.delt.pipeline import run_delt
 from fastdistill.pipelines.delt.teacher import check_teacher
 from fastdistill.pipelines.outputs import load_distilled
+from fastdistill.report import write_run_report
 from fastdistill.utils.io import read_json
 from fastdistill.utils.seed import seed_everything
 
@@ -112,4 +113,5 @@ def run(options: Options) -> int:
                                      epochs=cfg.eval_epochs, device=device, lr=options.eval_lr)
         results["run"] = str(run_dir)
         write_results(run_dir, results)
+    write_run_report(run_dir)
     return 0

@@ -25,6 +25,7 @@ from fastdistill.eval.protocols import PROTOCOLS
 from fastdistill.models.torchvision_teacher import is_torchvision
 from fastdistill.models.torchvision_teacher import weights_file as torchvision_weights
 from fastdistill.pipelines.outputs import load_distilled
+from fastdistill.report import write_run_report
 from fastdistill.utils.io import read_json
 
 NAME = "evaluate"
@@ -120,4 +121,5 @@ def run(args: Options) -> int:
         results["skipped"] = skipped
     path = write_results(run_dir, results)
     print(f"results -> {path}")
+    write_run_report(run_dir)
     return 0
