@@ -21,7 +21,7 @@ from fastdistill.data import load_dataset
 from fastdistill.data.base import Split
 from fastdistill.eval import StudentTrainer, make_protocol
 from fastdistill.models.accuracy import accuracy, class_accuracy
-from fastdistill.report import HTML, MARKDOWN, REPORT_DIR, plots, write_report, write_run_report
+from fastdistill.report import HTML, MARKDOWN, REPORT_DIR, grid, plots, write_report, write_run_report
 
 CPU = ["--device", "cpu"]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -208,12 +208,24 @@ def test_a_run_without_results_or_grid_says_what_is_missing(tmp_path):
         assert f"{what}: not measured" in md
 
 
+def test_a_grid_too_large_to_embed_shows_the_first_classes(runs, tmp_path, monkeypatch):
+    assert grid.classes_that_fit(224, 10, 1000) == 15 and grid.classes_that_fit(8, 10, 10) == 10
+    monkeypatch.setattr(grid, "MAX_PIXELS", 3 * 66 * 66 * 2)  # three rows of two 8x8 digits drawn at 64 px
+    write_report([runs / "delt"], tmp_path)
+    md = (tmp_path / MARKDOWN).read_text()
+    assert "The grid shows the first 3 of 10 classes" in md
+    assert (tmp_path / "grid.png").read_bytes() != (runs / "delt" / "grid.png").read_bytes()
+
+
 @pytest.mark.parametrize("argv, expected", [
     (["report", "{tmp}/missing", "--output", "{tmp}/out"], "run folder {tmp}/missing not found"),
     (["report", "{tmp}", "--output", "{tmp}/out"], "holds no fastdistill run"),
     (["report", "{tmp}"], "--output is required"),
+    (["report", "{tmp}/run", "--output", "{tmp}/run"], "is a run folder; write the report into another folder"),
 ])
 def test_report_errors(tmp_path, capsys, argv, expected):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text("{}")
     assert main([a.format(tmp=tmp_path) for a in argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and expected.format(tmp=tmp_path) in err[0], err

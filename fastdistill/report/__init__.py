@@ -16,26 +16,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fastdistill.errors import FastDistillError
-from fastdistill.pipelines.outputs import TENSORS, load_distilled, save_grid
 from fastdistill.report.build import build
 from fastdistill.report.document import Image, to_html, to_markdown
-from fastdistill.report.runs import Run, load_run
+from fastdistill.report.grid import report_grid
+from fastdistill.report.runs import load_run
 from fastdistill.utils.io import ensure_dir, write_bytes
 
 REPORT_DIR = "report"  # the single-run report inside a run folder
 HTML, MARKDOWN = "report.html", "report.md"
-
-
-def _grid(run: Run, output: Path, file: str) -> bytes | None:
-    """The run's grid.png, or one drawn from distilled.pt into ``output/file`` when the run has none."""
-    if run.grid is not None:
-        return run.grid.read_bytes()
-    if not (run.path / TENSORS).is_file():
-        return None
-    record = load_distilled(run.path)
-    save_grid(output / file, record["images"], record["labels"], len(record["classes"]),
-              class_names=record["classes"])
-    return (output / file).read_bytes()
 
 
 def write_report(runs: Sequence[str | Path], output: str | Path) -> Path:
@@ -44,8 +32,11 @@ def write_report(runs: Sequence[str | Path], output: str | Path) -> Path:
     if not runs:
         raise FastDistillError("name at least one run folder to report on")
     loaded = [load_run(p) for p in runs]
+    if any(Path(output).resolve() == run.path.resolve() for run in loaded):
+        raise FastDistillError(f"--output {output} is a run folder; write the report into another folder (e.g. "
+                               f"{Path(output) / REPORT_DIR})")
     out = ensure_dir(output)
-    grids = [_grid(run, out, "grid.png" if len(loaded) == 1 else f"run{i + 1}-grid.png")
+    grids = [report_grid(run.path, out / ("grid.png" if len(loaded) == 1 else f"run{i + 1}-grid.png"))
              for i, run in enumerate(loaded)]
     title, blocks = build(loaded, grids)
     for block in blocks:
@@ -57,8 +48,9 @@ def write_report(runs: Sequence[str | Path], output: str | Path) -> Path:
 
 
 def write_run_report(run_dir: str | Path) -> Path | None:
-    """The single-run report in ``run_dir/report/``, written at the end of a pipeline. Cheap (no image is read but
-    grid.png); any failure is one warning, never an error: the run's results are already saved."""
+    """The single-run report in ``run_dir/report/``, written at the end of a pipeline. Cheap (the images are read
+    only where grid.png is missing or too large); any failure is one warning, never an error: the run's results are
+    already saved."""
     try:
         path = write_report([run_dir], Path(run_dir) / REPORT_DIR)
     except Exception as exc:  # the report must never cost a finished run

@@ -33,9 +33,11 @@ def _acc(summary: dict, key: str = "mean") -> str:
 
 def _value(value: object, digits: int = 4) -> str:
     """A measure: a number, ``{mean, std}``, or anything else as text."""
-    if isinstance(value, dict) and number(value.get("mean")) is not None:
-        std = number(value.get("std"))
-        return f"{value['mean']:.{digits}f}" + ("" if std is None else f" ± {std:.{digits}f}")
+    if isinstance(value, dict) and "mean" in value:
+        mean, std = number(value.get("mean")), number(value.get("std"))
+        if mean is None:
+            return "-"
+        return f"{mean:.{digits}f}" + ("" if std is None else f" ± {std:.{digits}f}")
     if number(value) is not None and not isinstance(value, int):
         return f"{value:.{digits}f}"
     if isinstance(value, (list, tuple)):
@@ -262,8 +264,8 @@ def run_title(run: Run) -> str:
     return f"{run.method} on {run.dataset}, IPC {run.ipc}"
 
 
-def build(runs: Sequence[Run], grids: Sequence[bytes | None]) -> tuple[str, list[Block]]:
-    """The report's title and blocks; ``grids`` holds each run's labelled grid PNG (None: none found)."""
+def build(runs: Sequence[Run], grids: Sequence[tuple[bytes | None, str]]) -> tuple[str, list[Block]]:
+    """The report's title and blocks; ``grids`` holds each run's labelled grid PNG (None: none found) and a note."""
     b = _Builder()
     title = f"fastdistill report: {run_title(runs[0])}" if len(runs) == 1 else \
         f"fastdistill report: {' vs '.join(r.method for r in runs)}"
@@ -272,7 +274,7 @@ def build(runs: Sequence[Run], grids: Sequence[bytes | None]) -> tuple[str, list
         b.add(Text(f"Tables and image grids only: {plots.INSTALL_HINT}."))
     if len(runs) > 1:
         _side_by_side(b, runs)
-    for i, (run, grid) in enumerate(zip(runs, grids, strict=True)):
+    for i, (run, (grid, note)) in enumerate(zip(runs, grids, strict=True)):
         prefix = "" if len(runs) == 1 else f"run{i + 1}-"
         entries = run.accuracy()
         if len(runs) > 1:
@@ -281,6 +283,8 @@ def build(runs: Sequence[Run], grids: Sequence[bytes | None]) -> tuple[str, list
         b.add(Heading("Distilled images", 3))
         b.add(Image(f"{prefix}grid.png", grid, f"distilled images of {run.name}, one row per class") if grid
               else _not_measured("Image grid", "no grid.png or distilled.pt in the run folder"))
+        if note:
+            b.add(Text(f"The grid shows {note}."))
         _accuracy(b, run, entries)
         _protocol(b, run, entries)
         _per_class_accuracy(b, run, entries, prefix)

@@ -122,16 +122,24 @@ def _read(path: Path) -> dict | None:
     return data
 
 
-def _classes(run_dir: Path, count: int) -> list[str]:
-    """Class names from ``distilled.pt`` (memory-mapped: only the names are read), else ``0 .. count-1``."""
+def mapped_record(run_dir: Path) -> dict | None:
+    """``distilled.pt`` memory-mapped (tensors are read only where indexed), or None when absent or unreadable."""
     file = run_dir / TENSORS
-    if file.is_file():
-        try:
-            classes = torch.load(file, map_location="cpu", weights_only=True, mmap=True).get("classes")
-        except UNREADABLE:
-            classes = None
-        if isinstance(classes, (list, tuple)) and classes:
-            return [str(c) for c in classes]
+    if not file.is_file():
+        return None
+    try:
+        record = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+    except UNREADABLE:
+        return None
+    ok = isinstance(record, dict) and all(k in record for k in ("images", "labels", "classes"))
+    return record if ok else None
+
+
+def _classes(run_dir: Path, count: int) -> list[str]:
+    """Class names from ``distilled.pt``, else ``0 .. count-1``."""
+    record = mapped_record(run_dir)
+    if record is not None and record["classes"]:
+        return [str(c) for c in record["classes"]]
     return [str(c) for c in range(count)]
 
 
