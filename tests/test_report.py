@@ -22,6 +22,7 @@ from fastdistill.data.base import Split
 from fastdistill.eval import StudentTrainer, make_protocol
 from fastdistill.models.accuracy import accuracy, class_accuracy
 from fastdistill.report import HTML, MARKDOWN, REPORT_DIR, grid, plots, write_report, write_run_report
+from fastdistill.report.runs import accuracy_entries
 
 CPU = ["--device", "cpu"]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -107,6 +108,24 @@ def test_results_hold_per_class_accuracy_and_curves(runs):
             counts = torch.bincount(load_dataset("digits").test.labels, minlength=10).tolist()
             correct = sum((a or 0) * n / 100 for a, n in zip(run["per_class_top1"], counts, strict=True))
             assert correct == pytest.approx(run["top1"] * sum(counts) / 100, abs=1e-3)
+
+
+def test_progressive_results_are_labelled_with_their_rows():
+    def harness(stages, epochs, steps):
+        summary = {"mean": 50.0, "std": 0.0, "runs": [{"seed": 0, "top1": 50.0, "epochs": epochs, "steps": steps}]}
+        return {"stages": stages, "protocols": {"hard": {"protocol": {"kind": "hard", "epochs": 1},
+                                                         "student": "convnet3", "distilled": summary,
+                                                         "random_real": summary}}}
+
+    rows = [{"name": "progressive, 2x1 ep", "epochs": 2, "steps": 2}, {"name": "union, 2 ep", "epochs": 2, "steps": 2},
+            {"name": "union, equal steps (2 ep)", "epochs": 2, "steps": 2}, {"name": "union, 1 ep", "epochs": 1,
+                                                                              "steps": 1}]
+    results = {"protocol": "hard", "arch": "convnet3", "rows": rows,
+               "harness": {"1/2": harness(2, 2, 2), "2/1": harness(1, 2, 2), "1/1": harness(1, 1, 1)}}
+    entries = accuracy_entries(results)
+    assert [e.label for e in entries] == ["progressive, 2x1 ep", "union, 2 ep = union, equal steps (2 ep)",
+                                          "union, 1 ep"]
+    assert [e.headline for e in entries] == [True, False, False] and entries[0].key == "hard convnet3"
 
 
 # --- the report -----------------------------------------------------------------------------------------------------

@@ -176,7 +176,8 @@ def _found(node: object, path: tuple[str, ...], out: list[tuple[tuple[str, ...],
 
 def accuracy_entries(results: dict) -> list[AccuracyEntry]:
     """Every accuracy entry in ``results``, in file order. Progressive results are labelled with the row names of
-    their budget (rows that coincide are joined with " = "); only the first budget is a headline entry."""
+    their budget (rows trained once because their budgets coincide are joined with " = "); only the first budget is
+    a headline entry."""
     found: list[tuple[tuple[str, ...], dict]] = []
     _found(results, (), found)
     rows = [r for r in results.get("rows") or [] if isinstance(r, dict)]
@@ -189,8 +190,10 @@ def accuracy_entries(results: dict) -> list[AccuracyEntry]:
         label, headline = kind, True
         if path and path[0] == "harness" and len(path) > 1:
             first = (node["distilled"]["runs"] or [{}])[0]
-            names = [r.get("name", "") for r in rows
-                     if r.get("epochs") == first.get("epochs") and r.get("steps") == first.get("steps")]
+            staged = (results["harness"][path[1]].get("stages") or 1) > 1
+            names = [r.get("name", "") for i, r in enumerate(rows)  # rows[0] is the progressive one if any is
+                     if r.get("epochs") == first.get("epochs") and r.get("steps") == first.get("steps")
+                     and staged == (i == 0 and len(rows) > 1)]
             label = " = ".join(names) or path[1]
             headline = bool(budgets) and path[1] == budgets[0]
         entries.append(AccuracyEntry(label, kind, student, protocol, node["distilled"], node["random_real"], headline))
