@@ -71,7 +71,7 @@ def _not_measured(what: str, hint: str = "") -> Text:
 
 
 class _Builder:
-    """Collects blocks; ``prefix`` keeps the PNG names of several runs apart."""
+    """Collects blocks; a plot becomes an image, or a line saying why it is missing."""
 
     def __init__(self) -> None:
         self.blocks: list[Block] = []
@@ -102,7 +102,7 @@ def _overview(run: Run) -> Table:
     seconds = number(summary.get("total_seconds", summary.get("recover_seconds")))
     if seconds is not None:
         rows.append(("distillation time", f"{seconds:.1f} s"))
-    return Table(("", ""), rows)
+    return Table(("run", ""), rows)
 
 
 def _accuracy(b: _Builder, run: Run, entries: list[AccuracyEntry]) -> None:
