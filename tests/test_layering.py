@@ -29,6 +29,7 @@ LAYERS = (
     ("methods",),
     ("pipelines",),
     ("eval",),
+    ("report",),
     ("commands", "cli", "__main__"),
 )
 RANK = {name: i for i, names in enumerate(LAYERS) for name in names}

@@ -29,6 +29,7 @@ from fastdistill.methods.presets import resolve
 from fastdistill.models.teacher import teacher_format
 from fastdistill.pipelines.delt.teacher import check_teacher
 from fastdistill.pipelines.pdd.engine import ProgressiveRun
+from fastdistill.report import write_run_report
 from fastdistill.utils.fingerprint import file_sha256
 from fastdistill.utils.io import write_json
 from fastdistill.utils.seed import generator
@@ -135,6 +136,7 @@ def run_matching(args: MatchingOptions, command: str, method: str, stages: int) 
     print(f"outputs: {run_dir}")
     if args.no_eval:
         report_skipped(dataset)
+        write_run_report(run_dir)
         return 0
     rows, raw = evaluate_progressive(record, dataset, seeds=args.eval_seeds, epochs=args.eval_epochs,
                                      arch=args.eval_arch, device=device, progress=not args.quiet,
@@ -154,4 +156,5 @@ def run_matching(args: MatchingOptions, command: str, method: str, stages: int) 
     print("\n".join(diversity_lines(results["diversity"])) if "diversity" in results else
           f"diversity: skipped ({NO_FEATURE_MODEL})")
     report_skipped(dataset)
+    write_run_report(run_dir)
     return 0

@@ -33,7 +33,8 @@ import yaml
 from fastdistill.errors import FastDistillError
 
 RECIPE_PREFIX = "recipe:"
-_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+               list: "a list of strings"}
 _BOUNDS = (("ge", operator.ge, ">="), ("gt", operator.gt, ">"), ("le", operator.le, "<="), ("lt", operator.lt, "<"))
 
 
@@ -70,6 +71,8 @@ def _hints(cls: type) -> dict[str, Any]:
 def _kind(cls: type, f: dataclasses.Field) -> tuple[type, bool]:
     """(base type, whether None is allowed) of a field annotated ``T`` or ``T | None``."""
     hint = _hints(cls)[f.name]
+    if typing.get_origin(hint) is list:  # list[str]: a positional taking one or more values
+        return list, False
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         args = typing.get_args(hint)
         return next(a for a in args if a is not type(None)), type(None) in args
@@ -90,7 +93,8 @@ def add_options(parser: argparse.ArgumentParser, cls: type) -> None:
         kind, _ = _kind(cls, f)
         text = m["help"]
         if m["positional"]:
-            parser.add_argument(f.name, nargs="?", default=argparse.SUPPRESS, metavar=_name(f), help=text)
+            parser.add_argument(f.name, nargs="+" if kind is list else "?", default=argparse.SUPPRESS,
+                                metavar=_name(f), help=text)
             continue
         if f.default is not None and kind is not bool:
             text += f" (default: {f.default})"
@@ -145,6 +149,8 @@ def _check_type(cls: type, f: dataclasses.Field, value: Any, where: str) -> None
         ok = isinstance(value, bool)
     elif kind is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif kind is list:
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
     else:
         ok = isinstance(value, kind) and not isinstance(value, bool)
     if not ok:

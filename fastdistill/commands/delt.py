@@ -27,6 +27,7 @@ from fastdistill.models.teacher import teacher_format
 from fastdistill.pipelines.delt.pipeline import run_delt
 from fastdistill.pipelines.delt.teacher import check_teacher
 from fastdistill.pipelines.outputs import load_distilled
+from fastdistill.report import write_run_report
 from fastdistill.utils.io import read_json
 from fastdistill.utils.seed import seed_everything
 
@@ -132,4 +133,5 @@ def run(options: Options) -> int:
         results["run"] = str(run_dir)
         write_results(run_dir, results)
     report_skipped(ds)
+    write_run_report(run_dir)
     return 0

@@ -36,6 +36,7 @@ from fastdistill.models.teacher import teacher_format
 from fastdistill.models.torchvision_teacher import is_torchvision
 from fastdistill.models.torchvision_teacher import weights_file as torchvision_weights
 from fastdistill.pipelines.outputs import load_distilled
+from fastdistill.report import write_run_report
 from fastdistill.utils.io import read_json
 
 NAME = "evaluate"
@@ -161,4 +162,5 @@ def run(args: Options) -> int:
     path = write_results(run_dir, results)
     print(f"results -> {path}")
     report_skipped(dataset)
+    write_run_report(run_dir)
     return 0

@@ -95,6 +95,7 @@ def run(args: Options) -> int:
     from fastdistill.pipelines.mgd import GuidanceConfig, MGDConfig, load_generator, resolve_dtype, run_mgd
     from fastdistill.pipelines.mgd._deps import require_diffusers
     from fastdistill.pipelines.mgd.pipeline import check_inputs
+    from fastdistill.report import write_run_report
     from fastdistill.utils.seed import seed_everything
 
     require_diffusers()
@@ -124,4 +125,5 @@ def run(args: Options) -> int:
     if not args.no_eval:
         _evaluate(run_dir, record, data, args, device)
     report_skipped(data)
+    write_run_report(run_dir)
     return 0

@@ -9,7 +9,9 @@
 For every protocol and seed, one student is trained on the distilled set and one on a random real subset drawn
 (per seed) from the train split with the same label at every position; both share the student initialisation and
 the augmentation stream of that seed. Accuracy is test top-1 (%) after the last epoch, mean ± std (population std,
-as DC) over seeds.
+as DC) over seeds. Every run also records ``per_class_top1`` (test top-1 % per class, from the same final
+evaluation) and ``curve``: ``loss`` (mean training loss of every epoch) and, when ``track_best`` evaluates during
+training, ``test_top1`` ([epoch, %] pairs) — what ``fastdistill report`` plots.
 """
 
 from __future__ import annotations
@@ -111,11 +113,15 @@ def _train_one(trainer: StudentTrainer, images: torch.Tensor, labels: torch.Tens
         name = desc if len(parts) == 1 else f"{desc} U{i + 1}/{len(parts)}"
         trainer.fit(x, y, lr=lrs[i] if lrs else None, eval_on=test if eval_every else None, eval_every=eval_every,
                     progress=progress, desc=name)
-    run = {"top1": trainer.accuracy(test), "epochs": trainer.epochs_done, "steps": trainer.steps,
-           "seconds": round(time.perf_counter() - start, 3)}
+    top1, per_class = trainer.class_accuracy(test)
+    run = {"top1": top1, "epochs": trainer.epochs_done, "steps": trainer.steps,
+           "seconds": round(time.perf_counter() - start, 3),
+           "per_class_top1": [None if a is None else round(a, 4) for a in per_class],
+           "curve": {"loss": [float(f"{v:.6g}") for v in trainer.losses]}}
     if eval_every:
         run["best_top1"] = max(a for _, a in trainer.history)
         run["evaluations"] = len(trainer.history)
+        run["curve"]["test_top1"] = [[e, a] for e, a in trainer.history]
     return run
 
 

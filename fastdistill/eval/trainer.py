@@ -36,7 +36,7 @@ from fastdistill.data.base import DatasetInfo, Split, to_float
 from fastdistill.errors import FastDistillError
 from fastdistill.eval.protocols import Protocol, lr_factor
 from fastdistill.models import build_model
-from fastdistill.models.accuracy import accuracy
+from fastdistill.models.accuracy import accuracy, class_accuracy
 from fastdistill.utils.seed import generator
 
 EVAL_BATCH = 256  # CPU: cache-friendlier than larger batches for ConvNets; the same FLOPs on GPU
@@ -67,6 +67,7 @@ class StudentTrainer:
         self.epochs_done = 0
         self.steps = 0
         self.history: list[tuple[int, float]] = []
+        self.losses: list[float] = []  # mean training loss of every epoch, across fit calls
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         p = self.protocol
@@ -146,6 +147,7 @@ class StudentTrainer:
                 self.steps += 1
             self.epochs_done += 1
             mean_loss = float(total) / num_batches
+            self.losses.append(mean_loss)
             if not math.isfinite(mean_loss):
                 raise FastDistillError(f"student loss became {mean_loss} in epoch {epoch + 1} of {epochs} "
                                        f"({p.kind} protocol, lr {base_lr}); lower the learning rate")
@@ -161,3 +163,9 @@ class StudentTrainer:
         if labels is None or labels.shape[0] != images.shape[0] or images.shape[0] == 0:
             raise FastDistillError("accuracy needs a non-empty set of images with one label each")
         return accuracy(self.model, images, labels, self.inputs, batch_size)
+
+    def class_accuracy(self, data: Split, batch_size: int = EVAL_BATCH) -> tuple[float, list[float | None]]:
+        """Top-1 accuracy in percent on ``data``, overall and per class (None for a class ``data`` lacks)."""
+        if data.images.shape[0] == 0:
+            raise FastDistillError("accuracy needs a non-empty set of images with one label each")
+        return class_accuracy(self.model, data.images, data.labels, self.inputs, batch_size, self.info.num_classes)

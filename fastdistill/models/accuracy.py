@@ -60,3 +60,22 @@ def split_accuracy(model: nn.Module, split: Split, prepare: Callable[[torch.Tens
                    batch_size: int) -> float:
     """Top-1 accuracy (%) of ``model`` on ``prepare(uint8 images)`` of ``split``, streamed batch by batch."""
     return batches_accuracy(model, split_batches(split, batch_size), prepare)
+
+
+@torch.no_grad()
+def class_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                   prepare: Callable[[torch.Tensor], torch.Tensor], batch_size: int,
+                   num_classes: int) -> tuple[float, list[float | None]]:
+    """Top-1 accuracy (%) of ``model`` overall and per class (None for a class absent from ``labels``), from one pass
+    in eval mode (the mode is restored); the overall value equals :func:`accuracy`'s."""
+    was_training = model.training
+    model.eval()
+    hits = torch.zeros(num_classes, dtype=torch.long)
+    for start in range(0, images.shape[0], batch_size):
+        predicted = model(prepare(images[start:start + batch_size])).argmax(-1)
+        y = labels[start:start + batch_size].to(predicted.device)
+        hits += torch.bincount(y[predicted == y], minlength=num_classes).cpu()
+    model.train(was_training)
+    totals = torch.bincount(labels.cpu(), minlength=num_classes)
+    per_class = [100.0 * int(h) / int(t) if t else None for h, t in zip(hits, totals, strict=True)]
+    return 100.0 * int(hits.sum()) / max(1, images.shape[0]), per_class
