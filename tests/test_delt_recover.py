@@ -122,7 +122,9 @@ def test_resume_refuses_changed_settings(tmp_path, digits_teacher, capsys):
 
 
 def test_compat_mode_writes_jpeg(tmp_path, digits_teacher):
-    assert _delt(tmp_path / "c", digits_teacher, "--mode", "compat") == 0
+    assert _delt(tmp_path / "c", digits_teacher, "--mode", "compat", "--precision", "bf16", "--channels-last") == 0
+    config = read_json(tmp_path / "c" / "config.json")
+    assert config["config"]["precision"] == "bf16" and config["config"]["channels_last"] is True
     files = sorted((tmp_path / "c" / "images").rglob("*.jpg"))
     assert len(files) == 20
     assert load_distilled(tmp_path / "c")["images"].dtype == torch.uint8
