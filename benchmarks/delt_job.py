@@ -189,8 +189,8 @@ def main() -> None:
                 result["jobs"].append(row)
                 fast, ref = row["fastdistill"], row["reference"]
                 print(f"| {size} | {precision} | {row['classes'] * row['ipc']} | {row['groups']} | "
-                      f"{row['image_iterations']:,} | {fast['image_iterations_per_s']:,.0f} ({fast['launches']}) | "
-                      f"{ref['image_iterations_per_s']:,.0f} | {row['speedup']:.2f}x |", flush=True)
+                      f"{row['image_iterations']:,} | {fast['image_iterations_per_s']:,.1f} ({fast['launches']}) | "
+                      f"{ref['image_iterations_per_s']:,.1f} | {row['speedup']:.2f}x |", flush=True)
     if args.out:
         with open(args.out, "w") as f:
             json.dump(result, f, indent=1)
