@@ -44,7 +44,7 @@ LO = [-m / s for m, s in zip(MEAN, STD, strict=True)]
 HI = [(1 - m) / s for m, s in zip(MEAN, STD, strict=True)]
 # per resolution: classes, ipc, batch, iterations, round iterations (sized for about a minute per row on one H100)
 JOBS = {"small": (100, 10, 100, 500, 100), "large": (20, 10, 100, 100, 20)}
-SMOKE = {"sizes": "32,96", "job": (4, 2, 4, 4, 2)}
+SMOKE = {"sizes": "16,72", "job": (2, 2, 2, 2, 1), "probe_images": 2}
 
 
 def teacher(size: int, classes: int, device: torch.device) -> torch.nn.Module:
@@ -174,7 +174,7 @@ def main() -> None:
     result = {"environment": environment(device), "bytes": [], "jobs": []}
     for size in sizes:
         for precision in precisions:
-            row = measure_bytes(size, precision, device, args.probe_images)
+            row = measure_bytes(size, precision, device, SMOKE["probe_images"] if args.smoke else args.probe_images)
             result["bytes"].append(row)
             print(f"ResNet-18 at {size} px, {precision}: {row['bytes_per_image'] / 2**20:.2f} MiB per image "
                   f"(one recover iteration, {device.type})", flush=True)
