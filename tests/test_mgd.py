@@ -619,3 +619,27 @@ def test_cuda_batched_rows_and_bf16():
                        seeds, batch_size=4)
     assert torch.isfinite(bf16).all()
     assert (bf16 - batched).norm() / batched.norm() < 0.1
+
+
+def test_bf16_autocast_and_channels_last_sampling_match_fp32(pixel_run):
+    """--precision bf16 (network under bf16 autocast, sampler math fp32) and --channels-last against fp32 on the CPU,
+    for a DiT and a pixel UNet. Tolerances: channels-last reorders the same fp32 arithmetic (1e-3 after 6 steps, as
+    between devices); bf16 keeps 8 mantissa bits, so the final latents within 10% relative norm (the CUDA
+    bf16-weights test's bound)."""
+    labels = torch.tensor([1, 2, 3, 4])
+    seeds = [row_seed(0, c, 0) for c in range(4)]
+    for denoiser in (DiTDenoiser(tiny_dit(), torch.float32),
+                     load_generator(str(pixel_run), None, CPU, torch.float32).denoiser):
+        dit = isinstance(denoiser, DiTDenoiser)
+        modes = torch.randn(4, *denoiser.latent_shape, generator=torch.Generator().manual_seed(3))
+        cfg = {"steps": 6, "cfg_channels": 3 if dit else None}
+
+        def run(denoiser=denoiser, modes=modes, cfg=cfg, **kw):
+            return sample_rows(denoiser, GuidanceConfig(**cfg, **kw), SCHED, labels, modes, seeds, batch_size=4)
+
+        fp32 = run()
+        bf16 = run(precision="bf16")
+        assert bf16.dtype == torch.float32 and torch.isfinite(bf16).all()
+        assert 0 < float((bf16 - fp32).norm() / fp32.norm()) < 0.1
+        torch.testing.assert_close(run(channels_last=True), fp32, atol=1e-3, rtol=1e-3)
+        assert 0 < float((run(precision="bf16", channels_last=True) - fp32).norm() / fp32.norm()) < 0.1

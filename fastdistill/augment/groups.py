@@ -16,14 +16,17 @@ from fastdistill.augment.crop import sample_box
 FLIP_P = 0.5  # the reference's RandomHorizontalFlip probability
 
 
-def random_crop_flip_groups(x: torch.Tensor, groups: int, min_scale: float, flip: bool,
-                            generator: torch.Generator) -> torch.Tensor:
-    """Draw one box (RandomResizedCrop, scale (``min_scale``, 1)) per group, then one flip per group (p
-    :data:`FLIP_P` where ``flip``) from a CPU ``generator``, and apply them with :func:`crop_flip_groups`."""
+def random_crop_flip_groups(x: torch.Tensor, min_scale: float, flip: bool,
+                            generators: list[torch.Generator]) -> torch.Tensor:
+    """Draw one box (RandomResizedCrop, scale (``min_scale``, 1)), then one flip (p :data:`FLIP_P` where ``flip``)
+    per group from that group's CPU generator (``len(generators)`` groups), and apply them with
+    :func:`crop_flip_groups`."""
     height, width = x.shape[-2:]
-    boxes = [sample_box(height, width, (min_scale, 1.0), generator) for _ in range(groups)]
-    flips = (torch.rand(groups, generator=generator) < (FLIP_P if flip else 0.0)).tolist()
-    return crop_flip_groups(x, groups, boxes, flips)
+    boxes, flips = [], []
+    for g in generators:
+        boxes.append(sample_box(height, width, (min_scale, 1.0), g))
+        flips.append(bool(torch.rand(1, generator=g) < (FLIP_P if flip else 0.0)))
+    return crop_flip_groups(x, len(generators), boxes, flips)
 
 
 def crop_flip_groups(x: torch.Tensor, groups: int, boxes: list[tuple[int, ...]], flips: list[bool]) -> torch.Tensor:

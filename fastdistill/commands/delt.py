@@ -21,7 +21,7 @@ from fastdistill.data import load_dataset
 from fastdistill.errors import FastDistillError
 from fastdistill.eval.harness import evaluate_distilled, write_results
 from fastdistill.eval.protocols import PROTOCOLS
-from fastdistill.methods.delt.config import MODES, DELTConfig, validate
+from fastdistill.methods.delt.config import MODES, PRECISIONS, DELTConfig, validate
 from fastdistill.methods.delt.selection import MODES as SELECTION_MODES
 from fastdistill.models.teacher import teacher_format
 from fastdistill.pipelines.delt.pipeline import run_delt
@@ -68,7 +68,12 @@ class Options(RunOptions):
     selection: str | None = option(None, "initial-image selection", choices=SELECTION_MODES, shapes_result=True)
     mode: str | None = option(None, "fast (default; batched groups, per-group crops, PNG) or compat (reference "
                                     "behaviour)", choices=MODES, shapes_result=True)
-    groups_per_launch: int | None = option(None, "groups optimised together (0 = auto)", ge=0)
+    groups_per_launch: int | None = option(None, "groups optimised together (0 = auto: as many as fit the device's "
+                                                 "free memory, measured at the first iteration)", ge=0)
+    precision: str = option("fp32", "teacher arithmetic in recover: fp32, or bf16 autocast (images, Adam state, BN "
+                                    "statistics and losses stay fp32)", choices=list(PRECISIONS), shapes_result=True)
+    channels_last: bool = option(False, "channels-last images and teacher weights in recover (faster convolutions "
+                                        "on GPUs)")
     backend: str | None = option(None, "kernel backend", choices=["auto", "torch", "triton"])
     no_eval: bool = option(False, "skip the evaluation at the end")
     eval_seeds: int = option(3, "students per evaluated set", ge=1)

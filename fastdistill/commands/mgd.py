@@ -48,6 +48,9 @@ class Options(RunOptions):
     batch_size: int = option(100, "(class, mode) rows per network batch", ge=1, shapes_result=True)
     dtype: str = option("auto", "network dtype (auto: bfloat16 on CUDA, float32 on CPU); the sampler math stays "
                                 "float32", choices=["auto", "float32", "bfloat16", "float16"], shapes_result=True)
+    precision: str = option("fp32", "sampling network arithmetic: fp32, or bf16 autocast over the network's dtype "
+                                    "(the sampler math stays fp32)", choices=["fp32", "bf16"], shapes_result=True)
+    channels_last: bool = option(False, "channels-last network inputs and weights while sampling")
     class_map: str | None = option(None, "imagenette | imagewoof | imageidc | JSON file mapping class folders to "
                                          "generator ids (default: search the shipped ImageNet mappings)",
                                    shapes_result=True)
@@ -108,7 +111,8 @@ def run(args: Options) -> int:
     data = load_dataset(args.dataset, args.data_root, args.download, image_size, **access_kwargs(args))
     guidance = GuidanceConfig(steps=args.steps, sampler=args.sampler, guidance_scale=args.guidance_scale,
                               stop_guidance=args.stop_guidance, cfg_scale=args.cfg_scale,
-                              cfg_channels=args.cfg_channels)
+                              cfg_channels=args.cfg_channels, precision=args.precision,
+                              channels_last=args.channels_last)
     cfg = MGDConfig(ipc=args.ipc, guidance=guidance, modes=args.modes, closest_real=args.closest_real,
                     batch_size=args.batch_size, seed=args.seed, kmeans_seed=args.kmeans_seed, class_map=args.class_map,
                     latent_cache=args.latent_cache)

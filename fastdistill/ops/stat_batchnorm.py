@@ -129,12 +129,18 @@ class StatBatchNorm2d(nn.Module):
 
     def _layer_cache(self, x: torch.Tensor) -> _LayerCache:
         cache = self._cache
-        if (cache is not None and cache.device == x.device
-                and tuple(t._version for t in cache.sources) == cache.versions):
-            return cache
         sources = (self.running_mean, self.running_var,
                    self.weight if self.weight is not None else self._unit_weight,
                    self.bias if self.bias is not None else self._zero_bias)
+        if torch.compiler.is_compiling():
+            # torch.compile cannot read tensor versions (a graph break): the constants become a few [C] ops of the
+            # graph instead, derived from the current tensors at every call; only the backend choice is reused
+            backend = (cache.backend if cache is not None and cache.device == x.device
+                       else backend_for("bn_stat_loss", x.device, self.backend))
+            return _LayerCache(x.device, sources, (), _bn_constants(x, *sources, self.eps, "StatBatchNorm2d"), backend)
+        if (cache is not None and cache.device == x.device
+                and tuple(t._version for t in cache.sources) == cache.versions):
+            return cache
         versions = tuple(t._version for t in sources)
         constants = _bn_constants(x, *sources, self.eps, "StatBatchNorm2d")
         self._cache = _LayerCache(x.device, sources, versions, constants,

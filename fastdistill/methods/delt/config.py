@@ -14,6 +14,7 @@ from fastdistill.data.specs import dataset_presets, mirror_symmetric, teacher_ar
 from fastdistill.errors import FastDistillError
 
 MODES = ("fast", "compat")
+PRECISIONS = ("fp32", "bf16")
 
 _DEFAULT = {"ipc": 10, "iterations": 4000, "round_iterations": 500, "lr": 0.25, "r_bn": 0.01, "crop_floor": 0.08}
 
@@ -39,6 +40,8 @@ class DELTConfig:
     selection: str = "medium"
     mode: str = "fast"
     groups_per_launch: int = 0
+    precision: str = "fp32"
+    channels_last: bool = False
     backend: str = "auto"
     teacher_arch: str = "convnet3-bn"
     eval_protocols: str = "hard,soft"
@@ -71,6 +74,8 @@ def validate(cfg: DELTConfig) -> None:
     """Raise a one-line FastDistillError for settings that cannot run."""
     if cfg.mode not in MODES:
         raise FastDistillError(f"--mode must be one of {', '.join(MODES)}, got {cfg.mode!r}")
+    if cfg.precision not in PRECISIONS:
+        raise FastDistillError(f"--precision must be one of {', '.join(PRECISIONS)}, got {cfg.precision!r}")
     if cfg.ipc < 1 or cfg.batch_size < 1 or cfg.iterations < 1 or cfg.round_iterations < 1:
         raise FastDistillError("--ipc, --batch-size, --iterations and --round-iterations must be positive")
     if cfg.iterations % cfg.round_iterations:

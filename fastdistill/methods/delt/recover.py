@@ -3,7 +3,13 @@
 One call optimises ``groups`` independent groups (reference batches) that share one EarlyLate schedule: their active
 rows go through the teacher together, the BN-statistic loss is computed per group (fused BatchNorm), CE is averaged
 within each group, and one ``subtask_adam_step`` updates every active row (global-step bias correction, as the
-reference's single Adam per batch) and clamps pixels to their valid range. Gradients equal those of separate runs.
+reference's single Adam per batch) and clamps pixels to their valid range. Gradients equal those of separate runs, and
+each group draws its crops, flips and jitter from its own generator, so a group's result does not depend on the
+others in its launch.
+
+``cfg.precision == "bf16"`` runs the teacher's forward (and so its backward) under bf16 autocast; the images, their
+Adam moments, the BN statistics and their loss, and the cross-entropy stay fp32. ``cfg.channels_last`` feeds the
+teacher channels-last images (and converts its weights to channels-last, in place).
 """
 
 from __future__ import annotations
@@ -28,11 +34,18 @@ CHECK_EVERY_CUDA, SHOW_EVERY = 50, 50
 
 
 def recover(x0: torch.Tensor, labels: torch.Tensor, groups: int, schedule: GroupSchedule, teacher: nn.Module,
-            cfg: DELTConfig, bounds: tuple[torch.Tensor, torch.Tensor], generator: torch.Generator,
+            cfg: DELTConfig, bounds: tuple[torch.Tensor, torch.Tensor], generators: list[torch.Generator],
             on_iteration: Callable[[int, float], None] | None = None, progress: bool = True,
             desc: str = "recover") -> torch.Tensor:
-    """Optimise ``x0`` ([groups * B, C, H, W], normalized) and return the final images (same layout)."""
+    """Optimise ``x0`` ([groups * B, C, H, W], normalized) and return the final images (same layout).
+
+    ``generators``: one CPU generator per group (its crops, flips and jitter)."""
+    if len(generators) != groups:
+        raise ValueError(f"recover needs one generator per group: {groups} groups, {len(generators)} generators")
     device = x0.device
+    layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    if cfg.channels_last:
+        teacher.to(memory_format=torch.channels_last)
     n, _, height, _ = x0.shape
     per = n // groups
     x = x0.detach().clone().contiguous()
@@ -64,11 +77,12 @@ def recover(x0: torch.Tensor, labels: torch.Tensor, groups: int, schedule: Group
             if cfg.mode == "compat":
                 xj = reference_crop_flip(xa, height, min_crop, cfg.flip)
             else:
-                xj = random_crop_flip_groups(xa, groups, min_crop, cfg.flip, generator)
+                xj = random_crop_flip_groups(xa, min_crop, cfg.flip, generators)
             if cfg.jitter:
-                shifts = torch.randint(0, cfg.jitter + 1, (groups, 2), generator=generator).tolist()
-                xj = jitter_groups(xj, groups, [tuple(s) for s in shifts])
-            logits = teacher(xj)
+                shifts = [tuple(torch.randint(0, cfg.jitter + 1, (2,), generator=g).tolist()) for g in generators]
+                xj = jitter_groups(xj, groups, shifts)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+                logits = teacher(xj.contiguous(memory_format=layout))
             ce = F.cross_entropy(logits.float(), labels.index_select(0, idx), reduction="none").view(groups, -1).mean(1)
             loss = ce + cfg.r_bn * bn.loss()
             (grad,) = torch.autograd.grad(loss.sum(), xa)

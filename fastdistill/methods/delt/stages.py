@@ -18,7 +18,7 @@ from fastdistill.data.base import Dataset
 from fastdistill.methods.base import Method
 from fastdistill.methods.delt.config import DELTConfig, validate
 from fastdistill.methods.delt.initial import initial_images, selection_input
-from fastdistill.methods.delt.planning import launch_seed, plan_groups, plan_launches
+from fastdistill.methods.delt.planning import group_generators, plan_groups, plan_launches
 from fastdistill.methods.delt.recover import recover
 from fastdistill.methods.delt.schedule import min_crop_scale
 from fastdistill.methods.delt.selection import score_split, select_initial
@@ -30,9 +30,9 @@ class UnionTeacher(nn.Module):
     """The teacher on ``[frozen_g ; x_g]`` for every group g; returns the logits of ``x`` only."""
 
     def __init__(self, teacher: nn.Module, frozen: torch.Tensor, cfg: DELTConfig, total: int,
-                 generator: torch.Generator):
+                 generators: list[torch.Generator]):
         super().__init__()
-        self.teacher, self.frozen, self.cfg, self.total, self.generator = teacher, frozen, cfg, total, generator
+        self.teacher, self.frozen, self.cfg, self.total, self.generators = teacher, frozen, cfg, total, generators
         self.calls = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -41,7 +41,7 @@ class UnionTeacher(nn.Module):
             return self.teacher(x)
         scale = min_crop_scale(self.calls, self.total, self.cfg.milestone, self.cfg.crop, self.cfg.crop_floor)
         self.calls += 1
-        old = random_crop_flip_groups(self.frozen.flatten(0, 1), groups, scale, self.cfg.flip, self.generator)
+        old = random_crop_flip_groups(self.frozen.flatten(0, 1), scale, self.cfg.flip, self.generators)
         old = old.view_as(self.frozen)
         both = torch.cat([old, x.view(groups, -1, *x.shape[1:])], 1)
         logits = self.teacher(both.flatten(0, 1)).view(groups, both.shape[1], -1)
@@ -82,12 +82,12 @@ class DELTStages(Method):
         bounds = self.dataset.info.bounds(images.new.device)
         losses: list[float] = []
         for launch in launches:
-            gen = make_generator(launch_seed(self.seed, launch, self.stage))
+            gens = group_generators(self.seed, launch, self.stage)
             x0 = torch.stack([images.new[c, r] for g in launch for c, r in zip(g.classes, g.ranks, strict=True)])
             labels = torch.tensor([c for g in launch for c in g.classes], device=x0.device)
             frozen = torch.stack([images.frozen[sorted(set(g.classes))].flatten(0, 1) for g in launch])
-            teacher = UnionTeacher(self.teacher, frozen, self.delt, launch[0].schedule.total_iterations, gen)
-            x = recover(x0.detach(), labels, len(launch), launch[0].schedule, teacher, self.delt, bounds, gen,
+            teacher = UnionTeacher(self.teacher, frozen, self.delt, launch[0].schedule.total_iterations, gens)
+            x = recover(x0.detach(), labels, len(launch), launch[0].schedule, teacher, self.delt, bounds, gens,
                         on_iteration=lambda t, v: losses.append(v), progress=False,
                         desc=f"stage {self.stage} groups {launch[0].gid}-{launch[-1].gid}")
             rows = [(c, r) for g in launch for c, r in zip(g.classes, g.ranks, strict=True)]

@@ -7,6 +7,7 @@ The method itself (selection, schedule, launch planning, initial images, recover
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -16,8 +17,9 @@ from tqdm.auto import tqdm
 from fastdistill.data.base import Dataset
 from fastdistill.methods.delt.config import DELTConfig
 from fastdistill.methods.delt.initial import initial_images, recover_info, selection_input
+from fastdistill.methods.delt.launch_memory import run_launches, size_launches
 from fastdistill.methods.delt.normalization import ImageNetReadingTeacher
-from fastdistill.methods.delt.planning import launch_seed, plan_groups, plan_launches
+from fastdistill.methods.delt.planning import group_generators, group_seed, largest_launch, plan_groups, plan_launches
 from fastdistill.methods.delt.recover import recover
 from fastdistill.methods.delt.selection import score_split, select_initial
 from fastdistill.pipelines.delt.teacher import obtain_teacher
@@ -48,30 +50,44 @@ def run_delt(ds: Dataset, cfg: DELTConfig, run_dir: Path, device: torch.device, 
         selection_time = time.time() - tic
         torch_save(sel_file, {"chosen": chosen, "scores": scores})
     groups = plan_groups(chosen, cfg)
-    launches = plan_launches(groups, cfg)
     space = recover_info(ds, cfg.mode)
     bounds = space.bounds(device)
     recover_teacher = ImageNetReadingTeacher(teacher, ds.info).to(device) if cfg.mode == "compat" else teacher
     results: dict[int, torch.Tensor] = {}
+    for g in groups:  # finished groups (resume)
+        if (done := torch_load_checkpoint(run_dir / "progress" / f"group_{g.gid:05d}.pt")) is not None:
+            results[g.gid] = done["images"]
+    todo = [g for g in groups if g.gid not in results]
+    sizing = None
+    if todo and not cfg.groups_per_launch and (largest := largest_launch(todo, cfg)) > 1:
+        g = todo[0]
+        sizing = size_launches(initial_images(ds, g.indices, cfg.mode).to(device),
+                               torch.tensor(g.classes, device=device), recover_teacher, cfg, bounds, largest)
+    launches = plan_launches(todo, cfg, limit=sizing.groups_per_launch if sizing else None)
     recovered_time = 0.0
-    for launch in tqdm(launches, desc="DELT launches", disable=not progress or len(launches) == 1):
-        files = [run_dir / "progress" / f"group_{g.gid:05d}.pt" for g in launch]
-        done = [torch_load_checkpoint(f) for f in files]
-        if all(d is not None for d in done):
-            results.update({g.gid: d["images"] for g, d in zip(launch, done, strict=True)})
-            continue
+    bar = tqdm(total=len(todo), desc="DELT groups", disable=not progress or len(launches) <= 1)
+
+    def run_launch(launch: list) -> None:
+        nonlocal recovered_time
         x0 = torch.cat([initial_images(ds, g.indices, cfg.mode) for g in launch]).to(device)
         labels = torch.tensor([c for g in launch for c in g.classes], device=device)
-        gen = generator(launch_seed(cfg.seed, launch))
         if cfg.mode == "compat":
-            torch.manual_seed(launch_seed(cfg.seed, launch))
+            torch.manual_seed(group_seed(cfg.seed, launch[0].gid))
         tic = time.time()
-        x = recover(x0, labels, len(launch), launch[0].schedule, recover_teacher, cfg, bounds, gen, progress=progress,
+        x = recover(x0, labels, len(launch), launch[0].schedule, recover_teacher, cfg, bounds,
+                    group_generators(cfg.seed, launch), progress=progress,
                     desc=f"recover groups {launch[0].gid}-{launch[-1].gid}")
         recovered_time += time.time() - tic
-        for g, f, part in zip(launch, files, x.detach().cpu().chunk(len(launch)), strict=True):
-            torch_save(f, {"images": part.clone()})
+        ran.append(len(launch))
+        for g, part in zip(launch, x.detach().cpu().chunk(len(launch)), strict=True):
+            torch_save(run_dir / "progress" / f"group_{g.gid:05d}.pt", {"images": part.clone()})
             results[g.gid] = part
+        bar.update(len(launch))
+
+    halved: list[int] = []
+    ran: list[int] = []
+    run_launches(launches, run_launch, on_halve=halved.append)
+    bar.close()
     images = torch.cat([results[g.gid] for g in groups])
     labels = torch.tensor([c for g in groups for c in g.classes])
     pixels = space.denormalize(images).clamp(0, 1)
@@ -79,11 +95,12 @@ def run_delt(ds: Dataset, cfg: DELTConfig, run_dir: Path, device: torch.device, 
     save_distilled(run_dir, pixels, labels, ds.info, image_format="jpeg" if compat else "png", truncate=compat,
                    extra={"method": "delt", "ipc": cfg.ipc})
     image_iters = sum(sum(g.schedule.iterations_per_row(len(g.classes))) for g in groups)
-    summary = {"images": int(images.shape[0]), "groups": len(groups), "launches": len(launches),
+    summary = {"images": int(images.shape[0]), "groups": len(groups), "launches": len(ran),
                "image_iterations": image_iters,
                "image_iterations_without_earlylate": cfg.iterations * int(images.shape[0]),
                "selection_seconds": round(selection_time, 2), "recover_seconds": round(recovered_time, 2),
                "total_seconds": round(time.time() - start, 2),
+               "launch_memory": None if sizing is None else asdict(sizing), "launch_halved_to": halved,
                "teacher": teacher_path, "recover_normalization": {"mean": list(space.mean), "std": list(space.std),
                                                                   "teacher_reads_as_imagenet": compat}}
     write_json(run_dir / "summary.json", summary)

@@ -31,6 +31,8 @@ class GuidanceConfig:
     stop_guidance: float = 0.5
     cfg_scale: float = 4.0
     cfg_channels: int | None = None  # None: all latent channels
+    precision: str = "fp32"  # "bf16": the network under bf16 autocast (the sampler math stays fp32)
+    channels_last: bool = False  # channels-last network inputs and weights
 
     def tables(self, scheduler_config: dict, learned_sigma: bool) -> StepTables:
         return build_tables(scheduler_config, self.steps, self.sampler, learned_sigma, self.guidance_scale,
@@ -56,23 +58,33 @@ def row_noise(seeds: list[int], shape: tuple[int, ...], steps: int) -> tuple[tor
 @torch.no_grad()
 def sample(denoiser: Denoiser, tables: StepTables, labels: torch.Tensor, modes: torch.Tensor | None,
            x_t: torch.Tensor, noise: torch.Tensor | None, cfg_scale: float, cfg_channels: int | None = None,
-           callback: StepCallback | None = None) -> torch.Tensor:
+           callback: StepCallback | None = None, precision: str = "fp32",
+           channels_last: bool = False) -> torch.Tensor:
     """Run the whole reverse process for one batch of rows; returns final latents (fp32, on x_t's device).
 
     ``modes`` [B, *latent] are the guidance targets (None = unguided); ``noise[j]`` is added at step j (DDPM).
-    ``callback(j, x_prev, x0_hat)`` sees every step (x0_hat before guidance).
+    ``callback(j, x_prev, x0_hat)`` sees every step (x0_hat before guidance). ``precision="bf16"`` runs the network
+    under bf16 autocast; ``channels_last`` feeds it channels-last inputs (its weights are converted in place).
     """
     x = x_t.float()
     channels = x.shape[1]
     use_cfg = cfg_scale != 1.0
     both = torch.cat([labels, torch.full_like(labels, denoiser.null_label)]) if use_cfg else labels
     learned = tables.variance == "learned_range"
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    if channels_last:
+        denoiser.net.to(memory_format=torch.channels_last)
+
+    def network(inputs: torch.Tensor, t: int, rows: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(inputs.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            return denoiser(inputs.contiguous(memory_format=layout), t, rows).contiguous()
+
     for j, c in enumerate(tables.steps):
         if use_cfg:
-            cond, uncond = denoiser(torch.cat([x, x]), c.t, both).chunk(2)
+            cond, uncond = network(torch.cat([x, x]), c.t, both).chunk(2)
             eps = cfg_combine(cond[:, :channels], uncond[:, :channels], cfg_scale, cfg_channels)
         else:
-            cond = denoiser(x, c.t, labels)
+            cond = network(x, c.t, labels)
             eps = cond[:, :channels]
         if tables.sampler == "ddpm":
             x, x0 = ddpm_step(x, eps, cond[:, channels:] if learned else None, c, modes,
@@ -97,6 +109,7 @@ def sample_rows(denoiser: Denoiser, config: GuidanceConfig, scheduler_config: di
         x_t, noise = row_noise(seeds[start:stop], denoiser.latent_shape, config.steps)
         rows_modes = None if modes is None else modes[start:stop].to(device, torch.float32)
         x = sample(denoiser, tables, labels[start:stop].to(device), rows_modes, x_t.to(device), noise.to(device),
-                   config.cfg_scale, config.cfg_channels)
+                   config.cfg_scale, config.cfg_channels, precision=config.precision,
+                   channels_last=config.channels_last)
         out.append(x.cpu())
     return torch.cat(out)
