@@ -6,6 +6,7 @@ in ``RUN_DIR/config.json``; without one the soft protocol is skipped with a note
 A ``stage`` tensor in ``distilled.pt`` (stage index per image, PDD) makes the evaluation progressive, with the
 per-stage learning rates of ``eval_lr`` (if recorded) for the hard protocol on the distilled set. Every finished
 student's result is kept in ``RUN_DIR/progress/evaluate``; ``--resume`` reuses them after an interruption.
+``--soft-labels stored`` trains the soft-label students from the labels ``relabel`` stored, without the teacher.
 """
 
 from __future__ import annotations
@@ -17,11 +18,14 @@ import torch
 
 from fastdistill.commands._common import resolve_device
 from fastdistill.commands._options import as_config, option
+from fastdistill.commands.relabel import FOLDER as RELABEL_FOLDER
+from fastdistill.commands.relabel import teacher_sha256
 from fastdistill.commands.rundir import CONFIG
 from fastdistill.data import load_dataset
 from fastdistill.errors import FastDistillError
 from fastdistill.eval.harness import evaluate_distilled, write_results
 from fastdistill.eval.protocols import PROTOCOLS
+from fastdistill.eval.relabel import StoredLabels
 from fastdistill.models.torchvision_teacher import is_torchvision
 from fastdistill.models.torchvision_teacher import weights_file as torchvision_weights
 from fastdistill.pipelines.outputs import load_distilled
@@ -53,6 +57,8 @@ class Options:
     data_root: str | None = option(None, "dataset location if it needs one (default: the run's)")
     download: bool = option(False, "let torchvision download the dataset into --data-root")
     quiet: bool = option(False, "no progress bars or per-run lines")
+    soft_labels: str = option("live", "soft labels from the teacher (live), from `relabel` (stored: RUN_DIR/relabel), "
+                                      "or from a relabel --output folder", metavar="live|stored|DIR")
     resume: bool = option(False, f"reuse the students an interrupted evaluation finished (RUN_DIR/{KEEP})",
                           recorded=False)
 
@@ -65,6 +71,19 @@ def _parse_protocols(text: str | None) -> tuple[tuple[str, ...], bool]:
     if bad or not names:
         raise FastDistillError(f"--protocols takes a comma-separated subset of {','.join(PROTOCOLS)}, got {text!r}")
     return names, True
+
+
+def _stored_labels(args: Options, run_dir: Path, teacher: str | None, weights: str | None) -> StoredLabels | None:
+    """The ``--soft-labels`` folder, refused when made with another teacher than the one given (or the run's)."""
+    if args.soft_labels == "live":
+        return None
+    stored = StoredLabels(run_dir / RELABEL_FOLDER if args.soft_labels == "stored" else args.soft_labels)
+    known = args.teacher is not None or (teacher is not None and not is_torchvision(teacher) and Path(teacher).exists())
+    if known and teacher_sha256(teacher, weights) != stored.teacher_sha256:
+        raise FastDistillError(f"the stored soft labels in {stored.folder} were made with another teacher "
+                               f"({stored.manifest['teacher']}), not {teacher}; relabel with {teacher} or drop "
+                               "--teacher")
+    return stored
 
 
 def run(args: Options) -> int:
@@ -90,7 +109,8 @@ def run(args: Options) -> int:
     skipped: dict[str, str] = {}
     teacher = args.teacher or config.get("teacher")
     weights = args.teacher_weights or (None if args.teacher else config.get("teacher_weights"))
-    if "soft" in protocols and not explicit:
+    stored = _stored_labels(args, run_dir, teacher, weights) if "soft" in protocols else None
+    if "soft" in protocols and not explicit and stored is None:
         reason = None
         if teacher is None:
             reason = "no teacher (pass --teacher DIR)"
@@ -108,8 +128,9 @@ def run(args: Options) -> int:
 
     stage = record.get("stage") if isinstance(record.get("stage"), torch.Tensor) else None
     stage_lrs = record.get("eval_lr") if stage is not None else None
-    results = evaluate_distilled(record["images"], record["labels"], dataset, teacher=teacher if "soft" in protocols
-                                 else None, protocols=protocols, seeds=args.seeds, base_seed=args.seed,
+    live_teacher = teacher if "soft" in protocols and stored is None else None
+    results = evaluate_distilled(record["images"], record["labels"], dataset, teacher=live_teacher,
+                                 stored_labels=stored, protocols=protocols, seeds=args.seeds, base_seed=args.seed,
                                  epochs=args.epochs, student=args.student, device=device, stages=stage,
                                  stage_lrs=list(stage_lrs) if stage_lrs else None, track_best=args.track_best,
                                  lr=args.lr, progress=not args.quiet, keep=run_dir / KEEP, reuse=args.resume,

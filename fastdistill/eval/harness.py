@@ -21,6 +21,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -32,6 +33,9 @@ from fastdistill.eval.trainer import StudentTrainer
 from fastdistill.models.teacher import load_teacher
 from fastdistill.utils.io import read_json, write_json
 from fastdistill.utils.seed import generator
+
+if TYPE_CHECKING:
+    from fastdistill.eval.relabel import StoredLabels
 
 RESULTS = "results.json"
 # DC's protocol network for hard labels; DELT/RDED train BatchNorm ConvNets from soft labels (an instance-norm
@@ -142,7 +146,7 @@ def evaluate_distilled(images: torch.Tensor, labels: torch.Tensor, dataset: Data
                        stages: torch.Tensor | None = None, stage_lrs: Sequence[float | None] | None = None,
                        lr: float | None = None, track_best: int = 0, progress: bool = True,
                        log: Callable[[str], None] = print, keep: str | Path | None = None, reuse: bool = False,
-                       teacher_weights: str | Path | None = None) -> dict:
+                       teacher_weights: str | Path | None = None, stored_labels: StoredLabels | None = None) -> dict:
     """Train students on the distilled set and on seeded random real subsets; return a JSON-ready results dict.
 
     images: uint8 [N, C, H, W] (or float pixels in [0, 1]); labels: int64 [N]; dataset: the source
@@ -159,6 +163,8 @@ def evaluate_distilled(images: torch.Tensor, labels: torch.Tensor, dataset: Data
     about ``track_best`` times per run and report the best (labelled ``best_*``; the headline number stays final).
     keep: a folder where every finished student's result is saved, named after everything that shapes it; with
     ``reuse`` a result found there is taken instead of training that student again (an interrupted evaluation resumes).
+    stored_labels: soft labels written by ``relabel`` (:class:`~fastdistill.eval.relabel.StoredLabels`); the soft
+    students replay them instead of asking ``teacher`` (refused if made for other images, seeds or settings).
     """
     protocols = tuple(protocols)
     unknown = [p for p in protocols if p not in PROTOCOLS]
@@ -171,7 +177,9 @@ def evaluate_distilled(images: torch.Tensor, labels: torch.Tensor, dataset: Data
         raise FastDistillError("stage_lrs needs stages and one entry per stage")
     info, device = dataset.info, torch.device(device)
     teacher_name = None
-    if "soft" in protocols:
+    if "soft" in protocols and stored_labels is not None:
+        teacher_name = stored_labels.describe()
+    elif "soft" in protocols:
         if teacher is None:
             raise FastDistillError("the soft-label protocol needs a teacher: pass --teacher DIR (a `fastdistill "
                                    "squeeze` output) or evaluate with --protocols hard")
@@ -199,6 +207,9 @@ def evaluate_distilled(images: torch.Tensor, labels: torch.Tensor, dataset: Data
         proto = make_protocol(kind, info, int(labels.numel()), ep, student=arch,
                               **({} if lr is None else {"lr": lr}))
         eval_every = max(1, proto.epochs // track_best) if track_best > 0 else 0
+        stored = stored_labels if kind == "soft" else None
+        if stored is not None:
+            stored.check(images, stages, proto, seed_list)
         runs: dict[str, list[dict]] = {"distilled": [], "random_real": []}
         for seed in seed_list:
             real_x, real_y = random_real_subset(dataset.train, labels, seed)
@@ -210,7 +221,8 @@ def evaluate_distilled(images: torch.Tensor, labels: torch.Tensor, dataset: Data
                     runs[which].append({"seed": seed, **run})
                     continue
                 trainer = StudentTrainer(info, proto, student=arch, teacher=teacher if kind == "soft" else None,
-                                         seed=seed, device=device)
+                                         seed=seed, device=device,
+                                         stored=None if stored is None else stored.stream(which, seed, x, device))
                 run = _train_one(trainer, x, y, stages, lrs, test, eval_every, progress, f"{kind} {which} seed {seed}")
                 if kept is not None:
                     write_json(kept, run)
