@@ -8,7 +8,8 @@ For each set (the distilled set and the seeded random real subset the harness co
 and each epoch, the folder holds what live training draws on that seed's generator (:mod:`fastdistill.eval.
 softbatches`): the epoch's order, per image its RandomResizedCrop box and flip, per batch its CutMix box and
 partners, and the teacher's raw logits on every augmented batch. A student trained from them with the same seed
-sees exactly the inputs of the live protocol; only the logits' rounding (float16 by default) differs.
+sees exactly the inputs of the live protocol; only the logits' rounding (float16 by default) differs. Draws are made
+on the generator of the device ``relabel`` runs on, as a live student's on that device type.
 
 Layout: ``relabel.json`` (what the labels were made for) and ``<set>-seed<S>/epochs-<a>-<b>.pt``, one file per chunk
 of epochs, written atomically, with the generator state after the chunk so an interrupted run resumes at the first
@@ -180,7 +181,7 @@ def _start(folder: Path, manifest: dict, resume: bool) -> None:
             raise FastDistillError(f"{folder} already holds stored labels; pass --resume to finish them or choose "
                                    "another --output")
         old = read_json(path)
-        changed = [k for k in manifest if k != "created" and old.get(k) != manifest[k]]
+        changed = [k for k in manifest if k != "teacher" and old.get(k) != manifest[k]]  # (its sha256 counts)
         if changed:
             detail = ", ".join(f"{k}: {old.get(k)!r} -> {manifest[k]!r}" for k in changed)[:300]
             raise FastDistillError(f"--resume with different settings ({detail}); use the original ones or a new "
