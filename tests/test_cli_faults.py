@@ -81,6 +81,9 @@ CASES = [
     (["evaluate", "{run}", "--seeds", "0"], "--seeds must be >= 1", "{run}"),
     (["evaluate", "{run}", "--track-best", "-1"], "--track-best must be >= 0", "{run}"),
     (["convert-dit", "--output", "{out}"], "CHECKPOINT is required", "{out}"),
+    (["relabel"], "RUN_DIR is required", "{out}"),
+    (["relabel", "{run}", "--seeds", "0"], "--seeds must be >= 1", "{run}"),
+    (["relabel", "{run}", "--logits-dtype", "int8"], "invalid choice", "{run}"),
     # checks of data, teacher, models and settings: before the first byte goes to --output
     (["squeeze", "--arch", "notanarch", "--epochs", "1", "--output", "{out}", *CPU], "unknown architecture", "{out}"),
     ([*TINY_DELT, "--teacher", "{teacher}", "--eval-protocols", "bogus", "--output", "{out}"], "--eval-protocols",
@@ -106,6 +109,10 @@ CASES = [
     (["convert-dit", "{out}/none.pt", "--output", "{out}"], "not found", "{out}"),
     (["evaluate", "{out}"], "not found", "{out}"),
     (["evaluate", "{run}", "--protocols", "bogus"], "--protocols", "{run}"),
+    (["evaluate", "{run}", "--soft-labels", "stored", *CPU], "no stored soft labels", "{run}"),
+    (["relabel", "{out}"], "not found", "{out}"),
+    (["relabel", "{run}", "--teacher", "{out}/none", *CPU], "teacher weights not found", "{run}"),
+    (["relabel", "{run}", "--teacher", "{teacher}", "--output", "{file}", *CPU], "is a file", "{file}"),
     # run folders: occupied, missing, a file, empty name, resumed with other settings or inputs
     ([*TINY_DELT, "--resume"], "--resume needs --output", "{out}"),
     ([*TINY_DELT, "--teacher", "{teacher}", "--output", "{file}"], "is a file", "{file}"),
@@ -122,6 +129,7 @@ CASES = [
      "different settings (lr: 0.05 -> 0.5)", "{squeezed}"),
     (["train-diffusion", "--resume", "--output", "{out}", *CPU], "holds no interrupted run", "{out}"),
     (["buffer", "--resume", "--output", "{out}", *CPU], "does not resume", "{out}"),
+    (["relabel", "{run}", "--resume", *CPU], "holds no interrupted relabel", "{run}"),
 ]
 
 
@@ -163,7 +171,7 @@ def test_the_table_is_large_enough():
     commands = {next(a for a in argv if not a.startswith("-")) for argv, _, _ in CASES}
     assert len(CASES) >= 40
     assert commands >= {"delt", "pdd", "distill", "mgd", "squeeze", "train-diffusion", "buffer", "evaluate",
-                        "convert-dit"}
+                        "convert-dit", "relabel"}
 
 
 def test_a_failed_check_leaves_nothing_so_the_corrected_command_runs(tmp_path, capsys):

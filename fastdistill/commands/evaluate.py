@@ -8,6 +8,7 @@ unless it was asked for explicitly.
 A ``stage`` tensor in ``distilled.pt`` (stage index per image, PDD) makes the evaluation progressive, with the
 per-stage learning rates of ``eval_lr`` (if recorded) for the hard protocol on the distilled set. Every finished
 student's result is kept in ``RUN_DIR/progress/evaluate``; ``--resume`` reuses them after an interruption.
+``--soft-labels stored`` trains the soft-label students from the labels ``relabel`` stored, without the teacher.
 """
 
 from __future__ import annotations
@@ -25,12 +26,15 @@ from fastdistill.commands._common import (
     teacher_format_option,
 )
 from fastdistill.commands._options import as_config, option
+from fastdistill.commands.relabel import FOLDER as RELABEL_FOLDER
+from fastdistill.commands.relabel import teacher_sha256
 from fastdistill.commands.rundir import CONFIG
 from fastdistill.data import load_dataset
 from fastdistill.errors import FastDistillError
 from fastdistill.eval.ddranking import CACHE_ENV, FULL_DATA_MODES
 from fastdistill.eval.harness import evaluate_distilled, write_results
 from fastdistill.eval.protocols import PROTOCOLS
+from fastdistill.eval.relabel import StoredLabels
 from fastdistill.eval.students import parse_students
 from fastdistill.models.teacher import teacher_format
 from fastdistill.models.torchvision_teacher import is_torchvision
@@ -81,6 +85,8 @@ class Options(AccessOptions):
     data_root: str | None = option(None, "dataset location if it needs one (default: the run's)")
     download: bool = option(False, "let torchvision download the dataset into --data-root")
     quiet: bool = option(False, "no progress bars or per-run lines")
+    soft_labels: str = option("live", "soft labels from the teacher (live), from `relabel` (stored: RUN_DIR/relabel), "
+                                      "or from a relabel --output folder", metavar="live|stored|DIR")
     resume: bool = option(False, f"reuse the students an interrupted evaluation finished (RUN_DIR/{KEEP})",
                           recorded=False)
 
@@ -107,6 +113,19 @@ def _teacher_missing(teacher: str | None, weights: str | None) -> str | None:
     elif not Path(teacher).exists():
         return f"the run's teacher {teacher} is missing (pass --teacher DIR)"
     return None
+
+
+def _stored_labels(args: Options, run_dir: Path, teacher: str | None, weights: str | None) -> StoredLabels | None:
+    """The ``--soft-labels`` folder, refused when made with another teacher than the one given (or the run's)."""
+    if args.soft_labels == "live":
+        return None
+    stored = StoredLabels(run_dir / RELABEL_FOLDER if args.soft_labels == "stored" else args.soft_labels)
+    known = args.teacher is not None or (teacher is not None and not is_torchvision(teacher) and Path(teacher).exists())
+    if known and teacher_sha256(teacher, weights) != stored.teacher_sha256:
+        raise FastDistillError(f"the stored soft labels in {stored.folder} were made with another teacher "
+                               f"({stored.manifest['teacher']}), not {teacher}; relabel with {teacher} or drop "
+                               "--teacher")
+    return stored
 
 
 def run(args: Options) -> int:
@@ -137,19 +156,20 @@ def run(args: Options) -> int:
     weights = args.teacher_weights or (None if args.teacher else config.get("teacher_weights"))
     fmt = args.teacher_format or (None if args.teacher else config.get("teacher_format"))
     fmt = teacher_format(teacher, fmt)
+    stored = _stored_labels(args, run_dir, teacher, weights) if "soft" in protocols else None
     reason = _teacher_missing(teacher, weights)
-    if reason and "soft" in protocols and not explicit:
+    if reason and "soft" in protocols and not explicit and stored is None:
         protocols = tuple(p for p in protocols if p != "soft")
         skipped["soft"] = reason
         print(f"note: soft-label protocol skipped: {reason}")
-    if reason and "soft" not in protocols:  # the teacher would only give diversity features: do without it
+    if reason:  # a teacher that cannot be loaded gives neither live soft labels nor diversity features
         teacher = weights = None
 
     stage = record.get("stage") if isinstance(record.get("stage"), torch.Tensor) else None
     stage_lrs = record.get("eval_lr") if stage is not None else None
-    results = evaluate_distilled(record["images"], record["labels"], dataset, teacher=teacher, protocols=protocols,
-                                 seeds=args.seeds, base_seed=args.seed, epochs=args.epochs, student=args.student,
-                                 students=students, device=device, stages=stage,
+    results = evaluate_distilled(record["images"], record["labels"], dataset, teacher=teacher, stored_labels=stored,
+                                 protocols=protocols, seeds=args.seeds, base_seed=args.seed, epochs=args.epochs,
+                                 student=args.student, students=students, device=device, stages=stage,
                                  stage_lrs=list(stage_lrs) if stage_lrs else None, track_best=args.track_best,
                                  lr=args.lr, progress=not args.quiet, keep=run_dir / KEEP, reuse=args.resume,
                                  teacher_weights=weights, teacher_format=fmt, feature_model=args.feature_model,

@@ -22,8 +22,9 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -41,6 +42,9 @@ from fastdistill.methods.realdata import batch_source
 from fastdistill.models.teacher import load_teacher
 from fastdistill.utils.io import read_json, write_json
 from fastdistill.utils.seed import generator
+
+if TYPE_CHECKING:
+    from fastdistill.eval.relabel import StoredLabels
 
 RESULTS = "results.json"
 # DC's protocol network for hard labels; DELT/RDED train BatchNorm ConvNets from soft labels (an instance-norm
@@ -151,8 +155,15 @@ def _read_kept(path: Path) -> dict | None:
 class _PlainTrainer(StudentTrainer):
     """A student trained without any augmentation (ARS's "without augmentation" runs)."""
 
-    def _augment(self, x: torch.Tensor) -> torch.Tensor:
-        return x
+    def _epoch(self, x: torch.Tensor, y: torch.Tensor | None, batches: int
+               ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = torch.randperm(x.shape[0], generator=self.generator, device=self.device)
+        for idx in torch.tensor_split(order, batches):
+            if self.protocol.kind == "hard":
+                yield x[idx], y[idx]
+            else:
+                with torch.no_grad():
+                    yield x[idx], self.teacher(x[idx])
 
 
 def _student_lr(kind: str, arch: str, lr: float | None) -> tuple[float | None, str]:
@@ -196,7 +207,8 @@ def evaluate_distilled(images: torch.Tensor, labels: torch.Tensor, dataset: Data
                        teacher_format: str | None = None, diversity: bool = True,
                        feature_model: str | nn.Module | None = None, feature_weights: str | Path | None = None,
                        full_data: str = "skip", full_data_epochs: int | None = None,
-                       cache_dir: str | Path | None = None, ars: bool = False) -> dict:
+                       cache_dir: str | Path | None = None, ars: bool = False,
+                       stored_labels: StoredLabels | None = None) -> dict:
     """Train students on the distilled set and on seeded random real subsets; return a JSON-ready results dict.
 
     images: uint8 [N, C, H, W] (or float pixels in [0, 1]); labels: int64 [N]; dataset: the source
@@ -224,6 +236,8 @@ def evaluate_distilled(images: torch.Tensor, labels: torch.Tensor, dataset: Data
     full_data (``train`` | ``cached`` | ``skip``), full_data_epochs, cache_dir: the full-data hard-label accuracy
     of DD-Ranking's HLR (:func:`~fastdistill.eval.ddranking.full_data_accuracy`). ars: also train every student
     without augmentation, for DD-Ranking's ARS.
+    stored_labels: soft labels written by ``relabel`` (:class:`~fastdistill.eval.relabel.StoredLabels`); the soft
+    students replay them instead of asking ``teacher`` (refused if made for other images, seeds or settings).
     """
     protocols = tuple(protocols)
     unknown = [p for p in protocols if p not in PROTOCOLS]
@@ -240,7 +254,7 @@ def evaluate_distilled(images: torch.Tensor, labels: torch.Tensor, dataset: Data
         raise FastDistillError(f"students must be distinct architecture names, got {list(students)}")
     info, device = dataset.info, torch.device(device)
     teacher_name = None
-    if "soft" in protocols and teacher is None:
+    if "soft" in protocols and teacher is None and stored_labels is None:
         raise FastDistillError("the soft-label protocol needs a teacher: pass --teacher DIR (a `fastdistill "
                                "squeeze` output) or evaluate with --protocols hard")
     if teacher is not None and not isinstance(teacher, nn.Module):
@@ -249,6 +263,8 @@ def evaluate_distilled(images: torch.Tensor, labels: torch.Tensor, dataset: Data
     elif teacher is not None:
         teacher_name = type(teacher).__name__
         teacher = teacher.to(device).eval().requires_grad_(False)
+    if "soft" in protocols and stored_labels is not None:
+        teacher_name = stored_labels.describe()
     extractor = _feature_model(feature_model, teacher, teacher_name, info, device, feature_weights) if diversity \
         else None
     seed_list = _seed_list(seeds, base_seed)
@@ -268,6 +284,9 @@ def evaluate_distilled(images: torch.Tensor, labels: torch.Tensor, dataset: Data
     def train_pair(kind: str, arch: str, proto, sets: tuple[str, ...] = ("distilled", "random_real"),
                    plain: bool = False) -> dict[str, dict]:
         eval_every = max(1, proto.epochs // track_best) if track_best > 0 else 0
+        stored = stored_labels if kind == "soft" and not plain else None
+        if stored is not None:
+            stored.check(images, stages, proto, seed_list)
         runs: dict[str, list[dict]] = {which: [] for which in sets}
         tag = f"{kind}-noaug" if plain else kind
         for seed in seed_list:
@@ -280,7 +299,8 @@ def evaluate_distilled(images: torch.Tensor, labels: torch.Tensor, dataset: Data
                     runs[which].append({"seed": seed, **run})
                     continue
                 trainer = (_PlainTrainer if plain else StudentTrainer)(
-                    info, proto, student=arch, teacher=teacher if kind == "soft" else None, seed=seed, device=device)
+                    info, proto, student=arch, teacher=teacher if kind == "soft" and stored is None else None,
+                    seed=seed, device=device, stored=None if stored is None else stored.stream(which, seed, x, device))
                 name = f"{kind}{' no-aug' if plain else ''} {arch} {which} seed {seed}"
                 run = _train_one(trainer, x, y, stages, lrs, test, eval_every, progress, name)
                 if kept is not None:

@@ -23,18 +23,19 @@ stays on the device; batches are index slices of a per-epoch permutation (no Dat
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from typing import Protocol as Interface
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from fastdistill.augment.crop import random_resized_crop
-from fastdistill.augment.cutmix import cutmix
 from fastdistill.augment.dsa import DSAConfig, dsa
 from fastdistill.data.base import DatasetInfo, Split, to_float
 from fastdistill.errors import FastDistillError
 from fastdistill.eval.protocols import Protocol, lr_factor
+from fastdistill.eval.softbatches import SoftBatch, draw_soft_epoch, label_batches
 from fastdistill.models import build_model
 from fastdistill.models.accuracy import accuracy, class_accuracy
 from fastdistill.utils.seed import generator
@@ -42,19 +43,34 @@ from fastdistill.utils.seed import generator
 EVAL_BATCH = 256  # CPU: cache-friendlier than larger batches for ConvNets; the same FLOPs on GPU
 
 
+class StoredSoftLabels(Interface):
+    """Stored soft-label batches of one student (``fastdistill.eval.relabel``)."""
+
+    def epoch(self, index: int, n: int) -> list[SoftBatch]: ...
+
+
+def model_inputs(info: DatasetInfo, images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """uint8 or [0, 1] float pixels -> normalized float32 model inputs on ``device``."""
+    pixels = images.to(device)
+    pixels = to_float(pixels) if pixels.dtype == torch.uint8 else pixels.float()
+    return info.normalize(pixels)
+
+
 class StudentTrainer:
     """A freshly initialised student, its optimizer and its augmentation stream, all seeded by ``seed``.
 
     ``student`` is an architecture name for :func:`fastdistill.models.build_model` (initialised under
     ``torch.manual_seed(seed)`` without touching the global RNG) or a ready module. The soft protocol needs
-    ``teacher``: a frozen classifier taking the same normalized inputs.
+    ``teacher``: a frozen classifier taking the same normalized inputs, or ``stored``: the batches, augmentation
+    and teacher logits ``relabel`` stored (replayed exactly; no teacher runs).
     """
 
     def __init__(self, info: DatasetInfo, protocol: Protocol, *, student: str | nn.Module = "convnet3",
-                 teacher: nn.Module | None = None, seed: int = 0, device: torch.device | str = "cpu"):
-        if protocol.kind == "soft" and teacher is None:
+                 teacher: nn.Module | None = None, seed: int = 0, device: torch.device | str = "cpu",
+                 stored: StoredSoftLabels | None = None):
+        if protocol.kind == "soft" and teacher is None and stored is None:
             raise FastDistillError("the soft-label protocol needs a teacher (pass --teacher DIR, or evaluate 'hard')")
-        self.info, self.protocol, self.teacher = info, protocol, teacher
+        self.info, self.protocol, self.teacher, self.stored = info, protocol, teacher, stored
         self.device = torch.device(device)
         if isinstance(student, str):
             with torch.random.fork_rng(devices=[]):
@@ -87,25 +103,29 @@ class StudentTrainer:
 
     def inputs(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 or [0, 1] float pixels -> normalized float32 model inputs on the trainer's device."""
-        pixels = images.to(self.device)
-        pixels = to_float(pixels) if pixels.dtype == torch.uint8 else pixels.float()
-        return self.info.normalize(pixels)
+        return model_inputs(self.info, images, self.device)
 
-    def _augment(self, x: torch.Tensor) -> torch.Tensor:
+    def _epoch(self, x: torch.Tensor, y: torch.Tensor | None, batches: int
+               ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """One epoch's augmented batches and targets: labels (hard), teacher logits (soft, live or stored)."""
         p, g = self.protocol, self.generator
         if p.kind == "hard":
-            return dsa(x, g, self.dsa_config) if p.dsa_strategy else x
-        x = random_resized_crop(x, g, scale=p.rrc_scale, flip=p.flip)
-        return cutmix(x, g) if p.cutmix else x
+            for idx in torch.tensor_split(torch.randperm(x.shape[0], generator=g, device=self.device), batches):
+                yield (dsa(x[idx], g, self.dsa_config) if p.dsa_strategy else x[idx]), y[idx]
+            return
+        if self.stored is not None:
+            drawn = self.stored.epoch(self.epochs_done, x.shape[0])
+        else:
+            drawn = draw_soft_epoch(x.shape[0], x.shape[-2:], p, g)
+        for xb, batch in label_batches(x, drawn, self.teacher):
+            yield xb, batch.logits.to(self.device)
 
-    def _loss(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+    def _loss(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         logits = self.model(x)
         if self.protocol.kind == "hard":
-            return F.cross_entropy(logits, y)
+            return F.cross_entropy(logits, target)
         t = self.protocol.temperature
-        with torch.no_grad():
-            target = F.softmax(self.teacher(x) / t, dim=1)
-        return F.kl_div(F.log_softmax(logits / t, dim=1), target, reduction="batchmean")
+        return F.kl_div(F.log_softmax(logits / t, dim=1), F.softmax(target.float() / t, dim=1), reduction="batchmean")
 
     def fit(self, images: torch.Tensor, labels: torch.Tensor | None = None, epochs: int | None = None, *,
             lr: float | None = None, eval_on: Split | None = None, eval_every: int = 0, progress: bool = False,
@@ -137,9 +157,8 @@ class StudentTrainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = base_lr * lr_factor(p.schedule, epoch, epochs)
             total = torch.zeros((), device=self.device)
-            perm = torch.randperm(n, generator=self.generator, device=self.device)
-            for idx in torch.tensor_split(perm, num_batches):
-                loss = self._loss(self._augment(x[idx]), None if y is None else y[idx])
+            for xb, target in self._epoch(x, y, num_batches):
+                loss = self._loss(xb, target)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
