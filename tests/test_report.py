@@ -140,7 +140,10 @@ def test_every_pipeline_run_gets_its_report(runs):
     md = (runs / "delt" / REPORT_DIR / MARKDOWN).read_text()
     assert "# fastdistill report: DELT on digits, IPC 2" in md
     assert "| hard | hard | convnet3 | 1 | 1 |" in md and "| soft | soft | convnet3-bn | 1 | 1 |" in md
-    assert "Diversity: not measured." in md and "DD-Ranking scores: not measured." in md
+    assert "Diversity: not measured." not in md  # the run's teacher gives the features
+    assert "| student | protocol | hlr | ior | lrs | ars |" in md and "| convnet3-bn | soft |" in md
+    dm = (runs / "dm" / REPORT_DIR / MARKDOWN).read_text()
+    assert "Diversity: not measured." in dm  # DM has no teacher
     assert "| dsa_strategy |" in md  # the protocol's settings
 
 

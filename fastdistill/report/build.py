@@ -206,7 +206,14 @@ def _ddranking(b: _Builder, run: Run) -> None:
     if not isinstance(scores, dict) or not scores:
         b.add(_not_measured("DD-Ranking scores"))
         return
-    b.add(Table(("score", "value"), [(k, _value(v)) for k, v in _flat(scores)]))
+    rows = [r for r in scores.get("scores") or [] if isinstance(r, dict)]
+    if rows:  # one row per student and protocol
+        keys = ("hlr", "ior", "lrs", "ars")
+        b.add(Table(("student", "protocol", *keys),
+                    [[str(r.get("student", "")), str(r.get("protocol", "")), *(_value(r.get(k)) for k in keys)]
+                     for r in rows]))
+    else:
+        b.add(Table(("score", "value"), [(k, _value(v)) for k, v in _flat(scores)]))
     b.add(Text("HLR: full-data hard-label accuracy minus the distilled set's; IOR: distilled minus random real; "
                "LRS = squash(0.5 IOR - 0.5 HLR); ARS = squash(γ·Δ with augmentation + (1-γ)·Δ without), γ = 0.5; "
                "accuracies as fractions, scores in [0, 1] (DD-Ranking's definitions)."))

@@ -180,6 +180,8 @@ def accuracy_entries(results: dict) -> list[AccuracyEntry]:
     a headline entry."""
     found: list[tuple[tuple[str, ...], dict]] = []
     _found(results, (), found)
+    if isinstance(results.get("students"), dict):  # ``protocols.<kind>`` repeats a ``students.<arch>.<kind>`` entry
+        found = [(path, node) for path, node in found if path[:1] != ("protocols",)]
     rows = [r for r in results.get("rows") or [] if isinstance(r, dict)]
     budgets = list((results.get("harness") or {}).keys()) if isinstance(results.get("harness"), dict) else []
     entries = []
