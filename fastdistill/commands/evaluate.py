@@ -28,7 +28,6 @@ from fastdistill.commands._common import (
 from fastdistill.commands._options import as_config, option
 from fastdistill.commands.relabel import FOLDER as RELABEL_FOLDER
 from fastdistill.commands.relabel import teacher_sha256
-from fastdistill.commands.rundir import CONFIG
 from fastdistill.data import load_dataset
 from fastdistill.errors import FastDistillError
 from fastdistill.eval.ddranking import CACHE_ENV, FULL_DATA_MODES
@@ -39,9 +38,8 @@ from fastdistill.eval.students import parse_students
 from fastdistill.models.teacher import teacher_format
 from fastdistill.models.torchvision_teacher import is_torchvision
 from fastdistill.models.torchvision_teacher import weights_file as torchvision_weights
-from fastdistill.pipelines.outputs import load_distilled
+from fastdistill.pipelines.outputs import read_finished_run
 from fastdistill.report import write_run_report
-from fastdistill.utils.io import read_json
 
 NAME = "evaluate"
 KEEP = "progress/evaluate"  # one JSON per finished student
@@ -130,14 +128,8 @@ def _stored_labels(args: Options, run_dir: Path, teacher: str | None, weights: s
 
 def run(args: Options) -> int:
     run_dir = Path(args.run_dir)
-    if not run_dir.is_dir():
-        raise FastDistillError(f"run folder {run_dir} not found; pass the --output folder of a pipeline run")
-    record = load_distilled(run_dir)
-    recorded = record.get("dataset")
-    if not isinstance(recorded, dict) or "name" not in recorded:
-        raise FastDistillError(f"{run_dir}/distilled.pt does not record its dataset; rerun the pipeline")
-    run_record = read_json(run_dir / CONFIG) if (run_dir / CONFIG).exists() else {}
-    config = {**run_record.get("config", {}), **run_record.get("resolved", {})}
+    record, config = read_finished_run(run_dir)
+    recorded = record["dataset"]
     protocols, explicit = _parse_protocols(args.protocols)
     students = parse_students(args.students)
     if students and args.student:

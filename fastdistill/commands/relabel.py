@@ -15,7 +15,6 @@ from pathlib import Path
 
 from fastdistill.commands._common import resolve_device
 from fastdistill.commands._options import option
-from fastdistill.commands.rundir import CONFIG
 from fastdistill.data import load_dataset
 from fastdistill.errors import FastDistillError
 from fastdistill.eval.harness import DEFAULT_STUDENTS
@@ -23,9 +22,8 @@ from fastdistill.eval.relabel import DEFAULT_CHUNK_EPOCHS, LOGITS_DTYPES, MANIFE
 from fastdistill.models.teacher import load_teacher, teacher_files
 from fastdistill.models.torchvision_teacher import is_torchvision
 from fastdistill.models.torchvision_teacher import weights_file as torchvision_weights
-from fastdistill.pipelines.outputs import load_distilled
+from fastdistill.pipelines.outputs import read_finished_run
 from fastdistill.utils.fingerprint import file_sha256
-from fastdistill.utils.io import read_json
 from fastdistill.utils.lock import run_lock
 
 NAME = "relabel"
@@ -62,14 +60,8 @@ def teacher_sha256(teacher: str, weights: str | None = None) -> str:
 
 def run(args: Options) -> int:
     run_dir = Path(args.run_dir)
-    if not run_dir.is_dir():
-        raise FastDistillError(f"run folder {run_dir} not found; pass the --output folder of a pipeline run")
-    record = load_distilled(run_dir)
-    recorded = record.get("dataset")
-    if not isinstance(recorded, dict) or "name" not in recorded:
-        raise FastDistillError(f"{run_dir}/distilled.pt does not record its dataset; rerun the pipeline")
-    run_record = read_json(run_dir / CONFIG) if (run_dir / CONFIG).exists() else {}
-    config = {**run_record.get("config", {}), **run_record.get("resolved", {})}
+    record, config = read_finished_run(run_dir)
+    recorded = record["dataset"]
     teacher = args.teacher or config.get("teacher")
     if teacher is None:
         raise FastDistillError("relabel needs a teacher: pass --teacher DIR (a `fastdistill squeeze` output) or "

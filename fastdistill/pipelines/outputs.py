@@ -21,7 +21,7 @@ from torchvision.utils import make_grid
 
 from fastdistill.data.base import DatasetInfo, to_uint8
 from fastdistill.errors import FastDistillError
-from fastdistill.utils.io import atomic_path, ensure_dir, torch_load, torch_save, write_bytes
+from fastdistill.utils.io import atomic_path, ensure_dir, read_json, torch_load, torch_save, write_bytes
 
 TENSORS = "distilled.pt"
 GRID_PADDING = 2
@@ -143,3 +143,17 @@ def load_distilled(path: str | Path) -> dict:
         if key not in record:
             raise FastDistillError(f"{file} lacks '{key}'; it was not written by fastdistill")
     return record
+
+
+def read_finished_run(run_dir: Path) -> tuple[dict, dict]:
+    """``(distilled.pt record, options)`` of a pipeline's run folder; options merge config.json's ``config`` and
+    ``resolved`` (empty without config.json). One line when the folder or its dataset record is missing."""
+    if not run_dir.is_dir():
+        raise FastDistillError(f"run folder {run_dir} not found; pass the --output folder of a pipeline run")
+    record = load_distilled(run_dir)
+    recorded = record.get("dataset")
+    if not isinstance(recorded, dict) or "name" not in recorded:
+        raise FastDistillError(f"{run_dir}/distilled.pt does not record its dataset; rerun the pipeline")
+    config_file = run_dir / "config.json"
+    run_record = read_json(config_file) if config_file.exists() else {}
+    return record, {**run_record.get("config", {}), **run_record.get("resolved", {})}
