@@ -7,14 +7,17 @@ fields: flags, help, validation, resume keys and config.json derive from it) and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import importlib
+import os
 import pkgutil
 import sys
 
 from fastdistill.commands._options import add_options, parse_options
 from fastdistill.commands.rundir import release_run_dirs
 from fastdistill.errors import FastDistillError
+from fastdistill.utils import distributed
 
 
 class _Parser(argparse.ArgumentParser):
@@ -52,18 +55,28 @@ def main(argv: list[str] | None = None) -> int:
     if command is None:
         parser.print_help()
         return 2
+    resumes = "resume" in {f.name for f in dataclasses.fields(command.Options)}
+    if resumes and int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0)) > 0:
+        args.resume = True  # torchrun restarted the job after a rank died: continue from the checkpoints
+    rank = 0
     try:
-        return int(command.run(parse_options(command.Options, args, command.NAME)) or 0)
+        options = parse_options(command.Options, args, command.NAME)
+        rank = distributed.init_from_env(getattr(options, "device", "auto")).rank
+        with contextlib.ExitStack() as quiet:
+            if rank > 0:  # rank 0 alone prints; every rank's progress bars still go to stderr
+                quiet.enter_context(contextlib.redirect_stdout(quiet.enter_context(open(os.devnull, "w"))))
+            return int(command.run(options) or 0)
     except FastDistillError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        if rank == 0 or not isinstance(exc, distributed.AgreedError):
+            print(f"error: {f'rank {rank}: ' if rank else ''}{exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        resumes = "resume" in {f.name for f in dataclasses.fields(command.Options)}
         print("interrupted: " + ("finished work is saved; rerun with --resume to continue" if resumes
                                  else "nothing is kept; rerun the command"), file=sys.stderr)
         return 130
     finally:
         release_run_dirs()
+        distributed.shutdown()
 
 
 if __name__ == "__main__":

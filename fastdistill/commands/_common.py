@@ -16,6 +16,7 @@ from fastdistill.models.reference_teachers import REFERENCE_FORMATS
 from fastdistill.models.teacher import TEACHER_FORMATS, teacher_files, teacher_format
 from fastdistill.models.torchvision_teacher import is_torchvision
 from fastdistill.models.torchvision_teacher import weights_file as torchvision_weights
+from fastdistill.utils import distributed
 from fastdistill.utils.fingerprint import file_sha256
 
 
@@ -58,11 +59,12 @@ class RunOptions(DataOptions):
 
 
 def resolve_device(name: str) -> torch.device:
+    """``auto`` | ``cpu`` | ``cuda`` -> a device; under torchrun ``cuda`` is this rank's ``cuda:LOCAL_RANK``."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise FastDistillError("--device cuda was asked for but no CUDA device is visible; use --device cpu")
-    return torch.device(name)
+    return distributed.local_device(torch.device(name))
 
 
 def record_run(run_dir: Path, command: str, options: RunOptions, device: torch.device,
@@ -71,16 +73,25 @@ def record_run(run_dir: Path, command: str, options: RunOptions, device: torch.d
 
     On ``--resume`` first refuse options that shape the result, and inputs, that differ from the run's; then, if every
     file of ``done`` exists, say the run is complete and return True without writing anything.
+    Under torchrun every rank checks, rank 0 alone writes, and all return the same answer.
     """
     config = as_config(options)
     inputs = inputs or {}
-    if options.resume:
-        check_resume_config(run_dir, config, result_keys(type(options)), inputs)
-        if done and all((run_dir / name).exists() for name in done):
-            print(f"{run_dir} is already complete ({', '.join(done)} written); nothing to do (use a new --output to "
-                  "run it again)")
-            return True
-    write_config(run_dir, command, config, device, inputs=inputs, **extra)
+
+    def check() -> bool:
+        if options.resume:
+            check_resume_config(run_dir, config, result_keys(type(options)), inputs)
+            if done and all((run_dir / name).exists() for name in done):
+                print(f"{run_dir} is already complete ({', '.join(done)} written); nothing to do (use a new --output "
+                      "to run it again)")
+                return True
+        return False
+
+    if distributed.agree(check, broadcast=True):
+        return True
+    if distributed.is_main():
+        write_config(run_dir, command, config, device, inputs=inputs, **extra)
+    distributed.barrier()
     return False
 
 

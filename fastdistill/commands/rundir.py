@@ -10,6 +10,7 @@ import torch
 
 from fastdistill.commands.provenance import provenance
 from fastdistill.errors import FastDistillError
+from fastdistill.utils import distributed
 from fastdistill.utils.io import read_json, write_json
 from fastdistill.utils.lock import LOCK_FILE, run_lock
 
@@ -22,8 +23,23 @@ def prepare_run_dir(output: str | None, command: str, resume: bool) -> Path:
 
     Refuses to overwrite another finished or partial run, and a folder another process holds. A folder counts as a
     run only once it holds work beyond its ``config.json`` (a run that stopped before its first unit was saved can be
-    started again with other settings).
+    started again with other settings). Under torchrun every rank must name the same folder; rank 0 creates and
+    holds it, and every other rank must see it (a file system all ranks share).
     """
+    distributed.same_on_all_ranks(output, "--output folders")
+    path = distributed.agree(lambda: _open_run_dir(output, command, resume) if distributed.is_main() else None,
+                             broadcast=True)
+    distributed.agree(lambda: _check_visible(path))
+    return path
+
+
+def _check_visible(path: Path) -> None:
+    if not (path / LOCK_FILE).exists():
+        raise FastDistillError(f"cannot see the run folder {path} that rank 0 created; --output must be on a file "
+                               "system every rank shares")
+
+
+def _open_run_dir(output: str | None, command: str, resume: bool) -> Path:
     if output is None:
         if resume:
             raise FastDistillError("--resume needs --output DIR naming the interrupted run")
