@@ -9,6 +9,7 @@ A ``stage`` tensor in ``distilled.pt`` (stage index per image, PDD) makes the ev
 per-stage learning rates of ``eval_lr`` (if recorded) for the hard protocol on the distilled set. Every finished
 student's result is kept in ``RUN_DIR/progress/evaluate``; ``--resume`` reuses them after an interruption.
 ``--soft-labels stored`` trains the soft-label students from the labels ``relabel`` stored, without the teacher.
+Under torchrun the students are dealt to the ranks and rank 0 writes the gathered table (the same as one process's).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from fastdistill.models.torchvision_teacher import is_torchvision
 from fastdistill.models.torchvision_teacher import weights_file as torchvision_weights
 from fastdistill.pipelines.outputs import read_finished_run
 from fastdistill.report import write_run_report
+from fastdistill.utils import distributed
 
 NAME = "evaluate"
 KEEP = "progress/evaluate"  # one JSON per finished student
@@ -166,11 +168,14 @@ def run(args: Options) -> int:
                                  lr=args.lr, progress=not args.quiet, keep=run_dir / KEEP, reuse=args.resume,
                                  teacher_weights=weights, teacher_format=fmt, feature_model=args.feature_model,
                                  feature_weights=args.feature_weights, full_data=args.full_data,
-                                 full_data_epochs=args.full_data_epochs, cache_dir=args.cache_dir, ars=args.ars)
+                                 full_data_epochs=args.full_data_epochs, cache_dir=args.cache_dir, ars=args.ars,
+                                 all_ranks=True)
     results["run"] = str(run_dir)
     results["options"] = as_config(args)
     if skipped:
         results["skipped"] = {**skipped, **results.get("skipped", {})}
+    if not distributed.is_main():  # every rank holds the same table; rank 0 writes it
+        return 0
     path = write_results(run_dir, results)
     print(f"results -> {path}")
     report_skipped(dataset)

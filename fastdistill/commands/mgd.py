@@ -1,4 +1,7 @@
-"""``python -m fastdistill mgd``: MGD3 mode-guided diffusion distillation (see fastdistill/pipelines/mgd/README.md)."""
+"""``python -m fastdistill mgd``: MGD3 mode-guided diffusion distillation (see fastdistill/pipelines/mgd/README.md).
+
+Under torchrun the latent encoding, the mode discovery, the sampling chunks and the evaluation's students are dealt
+to the ranks; rank 0 writes the outputs, which are the same bytes as one process's."""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from fastdistill.commands._common import (
 )
 from fastdistill.commands._options import option
 from fastdistill.models.teacher import teacher_format
+from fastdistill.utils import distributed
 from fastdistill.utils.fingerprint import files_sha256
 
 NAME = "mgd"
@@ -78,11 +82,12 @@ def _evaluate(run_dir: Path, record: dict, data, args: Options, device) -> None:
     results = evaluate_distilled(record["images"], record["labels"], data, teacher=args.teacher, protocols=protocols,
                                  seeds=args.eval_seeds, epochs=args.eval_epochs, device=device, lr=args.eval_lr,
                                  teacher_weights=args.teacher_weights, teacher_format=args.teacher_format,
-                                 feature_model=args.eval_feature_model, full_data="cached")
+                                 feature_model=args.eval_feature_model, full_data="cached", all_ranks=True)
     results["run"] = str(run_dir)
     if not args.teacher:
         results.setdefault("skipped", {})["soft"] = "no teacher (pass --teacher DIR)"
-    write_results(run_dir, results)
+    if distributed.is_main():
+        write_results(run_dir, results)
 
 
 def _weights(gen) -> dict[str, str]:
@@ -128,6 +133,7 @@ def run(args: Options) -> int:
           f"{args.steps}) -> {run_dir}")
     if not args.no_eval:
         _evaluate(run_dir, record, data, args, device)
-    report_skipped(data)
-    write_run_report(run_dir)
+    if distributed.is_main():
+        report_skipped(data)
+        write_run_report(run_dir)
     return 0

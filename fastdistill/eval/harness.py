@@ -17,7 +17,9 @@ training, ``test_top1`` ([epoch, %] pairs) — what ``fastdistill report`` plots
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
+import itertools
 import json
 import math
 import sys
@@ -40,6 +42,7 @@ from fastdistill.eval.students import reference_lr
 from fastdistill.eval.trainer import StudentTrainer
 from fastdistill.methods.realdata import batch_source
 from fastdistill.models.teacher import load_teacher
+from fastdistill.utils import distributed
 from fastdistill.utils.io import read_json, write_json
 from fastdistill.utils.seed import generator
 
@@ -208,7 +211,7 @@ def evaluate_distilled(images: torch.Tensor, labels: torch.Tensor, dataset: Data
                        feature_model: str | nn.Module | None = None, feature_weights: str | Path | None = None,
                        full_data: str = "skip", full_data_epochs: int | None = None,
                        cache_dir: str | Path | None = None, ars: bool = False,
-                       stored_labels: StoredLabels | None = None) -> dict:
+                       stored_labels: StoredLabels | None = None, all_ranks: bool = False) -> dict:
     """Train students on the distilled set and on seeded random real subsets; return a JSON-ready results dict.
 
     images: uint8 [N, C, H, W] (or float pixels in [0, 1]); labels: int64 [N]; dataset: the source
@@ -238,6 +241,9 @@ def evaluate_distilled(images: torch.Tensor, labels: torch.Tensor, dataset: Data
     without augmentation, for DD-Ranking's ARS.
     stored_labels: soft labels written by ``relabel`` (:class:`~fastdistill.eval.relabel.StoredLabels`); the soft
     students replay them instead of asking ``teacher`` (refused if made for other images, seeds or settings).
+    all_ranks: every torchrun rank calls this; the students (and the full-data and diversity measurements) are dealt
+    to the ranks in order and their results gathered, so every rank returns the table one process computes (each
+    student is seeded by its seed alone).
     """
     protocols = tuple(protocols)
     unknown = [p for p in protocols if p not in PROTOCOLS]
@@ -280,6 +286,15 @@ def evaluate_distilled(images: torch.Tensor, labels: torch.Tensor, dataset: Data
                      "metric": "test top-1 % after the last epoch; mean ± population std over seeds",
                      "protocols": {}, "students": {}}
     subsets = {seed: random_real_subset(dataset.train, labels, seed) for seed in seed_list}
+    w = distributed.world() if all_ranks else distributed.World()
+    dealt = itertools.count()  # the n-th unit of work (a student, a measurement) goes to rank n % size
+
+    def once(fn: Callable[[], object]) -> object:
+        """``fn()`` computed by the rank this unit of work is dealt to, returned on every rank."""
+        owner = next(dealt) % w.size
+        if w.size == 1:
+            return fn()
+        return distributed.gather(fn() if owner == w.rank else None)[owner]
 
     def train_pair(kind: str, arch: str, proto, sets: tuple[str, ...] = ("distilled", "random_real"),
                    plain: bool = False) -> dict[str, dict]:
@@ -287,16 +302,18 @@ def evaluate_distilled(images: torch.Tensor, labels: torch.Tensor, dataset: Data
         stored = stored_labels if kind == "soft" and not plain else None
         if stored is not None:
             stored.check(images, stages, proto, seed_list)
-        runs: dict[str, list[dict]] = {which: [] for which in sets}
+        done: dict[tuple[int, str], dict] = {}
         tag = f"{kind}-noaug" if plain else kind
         for seed in seed_list:
             for which in sets:
+                if next(dealt) % w.size != w.rank:
+                    continue  # another rank's student
                 x, y = (images, labels) if which == "distilled" else subsets[seed]
                 lrs = stage_lrs if kind == "hard" and which == "distilled" else None
                 kept = None if keep is None else Path(keep) / _student_file(
                     tag, which, seed, proto.to_dict(), arch, lrs, teacher_name, eval_every, images, labels, stages)
                 if reuse and kept is not None and (run := _read_kept(kept)) is not None:
-                    runs[which].append({"seed": seed, **run})
+                    done[seed, which] = run
                     continue
                 trainer = (_PlainTrainer if plain else StudentTrainer)(
                     info, proto, student=arch, teacher=teacher if kind == "soft" and stored is None else None,
@@ -305,11 +322,14 @@ def evaluate_distilled(images: torch.Tensor, labels: torch.Tensor, dataset: Data
                 run = _train_one(trainer, x, y, stages, lrs, test, eval_every, progress, name)
                 if kept is not None:
                     write_json(kept, run)
-                runs[which].append({"seed": seed, **run})
+                done[seed, which] = run
                 if progress:
                     log(f"  {name}: top-1 {run['top1']:6.2f}%  ({run['epochs']} epochs, {run['steps']} steps, "
                         f"{run['seconds']:.1f}s)")
-        return {which: _summary(r) for which, r in runs.items()}
+        if w.size > 1:
+            for share in distributed.gather(done):
+                done.update(share)
+        return {which: _summary([{"seed": seed, **done[seed, which]} for seed in seed_list]) for which in sets}
 
     def protocol_for(kind: str, arch: str):
         ep = epochs.get(kind) if isinstance(epochs, dict) else epochs
@@ -328,9 +348,9 @@ def evaluate_distilled(images: torch.Tensor, labels: torch.Tensor, dataset: Data
         results["protocols"].setdefault(kind, entry)
         results["students"].setdefault(arch, {})[kind] = entry
     results["ddranking"] = _ddranking(results, dataset, protocol_for, train_pair, full_data, full_data_epochs,
-                                      cache_dir, device, progress, log)
+                                      cache_dir, device, progress, log, once)
     if extractor is not None:
-        results["diversity"] = measure_diversity(images, labels, dataset, extractor, seed_list)
+        results["diversity"] = once(lambda: measure_diversity(images, labels, dataset, extractor, seed_list))
     elif diversity:
         results.setdefault("skipped", {})["diversity"] = NO_FEATURE_MODEL
     return results
@@ -352,7 +372,7 @@ def measure_diversity(images: torch.Tensor, labels: torch.Tensor, dataset: Datas
 
 def _ddranking(results: dict, dataset: Dataset, protocol_for: Callable, train_pair: Callable, full_data: str,
                full_data_epochs: int | None, cache_dir: str | Path | None, device: torch.device, progress: bool,
-               log: Callable[[str], None]) -> dict:
+               log: Callable[[str], None], once: Callable[[Callable[[], dict]], dict]) -> dict:
     """DD-Ranking's scores of every (student, protocol) entry (``scores``), the headline row's at the top level (the
     first student under the soft protocol if evaluated, else the first row); a student evaluated only with soft labels
     gets its hard-label accuracy on the distilled set trained here when the full-data accuracy is available."""
@@ -363,8 +383,8 @@ def _ddranking(results: dict, dataset: Dataset, protocol_for: Callable, train_pa
         if full_data != "skip":
             proto, _ = protocol_for("hard", arch)
             proto = dataclasses.replace(proto, epochs=full_data_epochs or proto.epochs)
-            full[arch] = full_data_accuracy(dataset, arch, proto, mode=full_data, cache_dir=cache_dir, device=device,
-                                            progress=progress, log=log)
+            full[arch] = once(functools.partial(full_data_accuracy, dataset, arch, proto, mode=full_data,
+                                                cache_dir=cache_dir, device=device, progress=progress, log=log))
             if hard is None and full[arch]["top1"] is not None:
                 proto, _ = protocol_for("hard", arch)
                 hard = {"protocol": proto.to_dict(), "for_hlr_only": True,

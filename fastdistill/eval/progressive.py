@@ -39,10 +39,11 @@ class Row:
 
 def evaluate_progressive(record: dict, dataset: Dataset, *, seeds: int = 3, epochs: int | None = None,
                          arch: str = "convnet3", device: torch.device | str = "cpu", lr: float | None = None,
-                         progress: bool = False) -> tuple[list[Row], dict]:
+                         progress: bool = False, all_ranks: bool = False) -> tuple[list[Row], dict]:
     """The rows above for ``record`` (``images``, ``labels``, ``stage``, ``eval_lr``); also the harness outputs.
 
-    ``lr`` replaces the protocol's student LR (``eval_lr`` entries still win), as in ``evaluate_distilled``."""
+    ``lr`` replaces the protocol's student LR (``eval_lr`` entries still win), and ``all_ranks`` deals the students to
+    the torchrun ranks, as in ``evaluate_distilled``."""
     images, labels = record["images"], record["labels"]
     stage = record.get("stage", torch.ones_like(labels))
     stages = int(stage.max())
@@ -56,7 +57,8 @@ def evaluate_progressive(record: dict, dataset: Dataset, *, seeds: int = 3, epoc
         if key not in raw:
             raw[key] = evaluate_distilled(images, labels, dataset, protocols=("hard",), seeds=seeds, epochs=ep,
                                           student=arch, device=device, stages=stage_ids, stage_lrs=stage_lrs,
-                                          lr=lr, progress=progress, log=lambda _: None, diversity=False)
+                                          lr=lr, progress=progress, log=lambda _: None, diversity=False,
+                                          all_ranks=all_ranks)
         hard = raw[key]["protocols"]["hard"]
         d, r = hard["distilled"], hard["random_real"]
         return Row(name, d["runs"][0]["epochs"], d["runs"][0]["steps"], (d["mean"], d["std"]), (r["mean"], r["std"]))

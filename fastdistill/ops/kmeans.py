@@ -69,30 +69,37 @@ def kmeans(points: torch.Tensor, k: int, groups: torch.Tensor | None = None, ite
 
 def kmeans_grouped(rows: Callable[[int, int], torch.Tensor], counts: Sequence[int], dim: int, k: int,
                    iters: int = 50, tol: float = 1e-4, seed: int = 0, init: str = "k-means++",
-                   backend: str | None = None, device: torch.device | str = "cpu") -> torch.Tensor:
+                   backend: str | None = None, device: torch.device | str = "cpu",
+                   part: tuple[int, int] = (0, 1)) -> torch.Tensor:
     """:func:`kmeans` with groups, for points that are never all in memory: ``rows(lo, hi)`` returns the points at
     positions ``lo:hi`` of the group-sorted order ([hi - lo, dim], float32, float16 or bfloat16), ``counts[g]``
     the number of points of group ``g``. Rows are read one batch of groups at a time (see ``_batches``: about 32 MB
     of float32 points on the CPU), and the centroids, float32 [G, k, dim], are bit for bit those of ``kmeans(points,
-    k, groups)`` with the same seed, device and backend."""
+    k, groups)`` with the same seed, device and backend.
+
+    ``part=(i, n)`` clusters only batches ``i, i + n, i + 2n, ...`` (the others' rows are never read, their random
+    draws are skipped and their centroids are NaN): n processes that take one part each and keep each other's
+    non-NaN groups have exactly the centroids of one process."""
     _check_settings(k, iters, tol, init)
     counts = torch.as_tensor(list(counts), dtype=torch.int64)
     if counts.numel() == 0 or dim < 1:
         raise FastDistillError(f"kmeans: no points to cluster ({counts.numel()} groups of dimension {dim})")
     _check_counts(counts, k)
     device = torch.device(device)
-    centroids = torch.empty(counts.shape[0], k, dim, dtype=torch.float32, device=device)
+    centroids = torch.full((counts.shape[0], k, dim), math.nan, dtype=torch.float32, device=device)
     for _, (g0, g1), found, _ in _cluster(rows, counts.to(device), dim, device, k, True, iters, tol, seed, init,
-                                           backend):
+                                           backend, part):
         centroids[g0:g1] = found
     return centroids
 
 
 def _cluster(rows: Callable[[int, int], torch.Tensor], counts: torch.Tensor, dim: int, device: torch.device, k: int,
-             grouped: bool, iters: int, tol: float, seed: int, init: str, backend: str | None
-             ) -> Iterator[tuple[tuple[int, int], tuple[int, int], torch.Tensor, torch.Tensor]]:
+             grouped: bool, iters: int, tol: float, seed: int, init: str, backend: str | None,
+             part: tuple[int, int] = (0, 1)) -> Iterator[tuple[tuple[int, int], tuple[int, int], torch.Tensor,
+                                                               torch.Tensor]]:
     """Cluster batch after batch of consecutive groups (``rows(lo, hi)``: group-sorted points): yields the rows
-    ``(lo, hi)`` and groups ``(g0, g1)`` of each batch, its float32 centroids and the cluster of each of its points."""
+    ``(lo, hi)`` and groups ``(g0, g1)`` of each batch, its float32 centroids and the cluster of each of its points.
+    ``part=(i, n)``: only batches ``i, i + n, ...``; the random draws of the others are skipped."""
     use_cpp = backend_for("kmeans", device, backend) == "cpp"
     offsets = [0, *torch.cumsum(counts, 0).tolist()]
     generator = torch.Generator().manual_seed(seed)
@@ -100,7 +107,10 @@ def _cluster(rows: Callable[[int, int], torch.Tensor], counts: torch.Tensor, dim
     # One float32 buffer for every batch (centred in place there; a fresh allocation per batch costs page faults).
     buffer = torch.empty(max(offsets[g1] - offsets[g0] for g0, g1 in batches), dim, dtype=torch.float32,
                          device=device)
-    for g0, g1 in batches:
+    for b, (g0, g1) in enumerate(batches):
+        if b % part[1] != part[0]:
+            _skip_draws(counts[g0:g1], k, init, generator)
+            continue
         lo, hi = offsets[g0], offsets[g1]
         local = [o - lo for o in offsets[g0:g1 + 1]]
         ids = None
@@ -110,6 +120,17 @@ def _cluster(rows: Callable[[int, int], torch.Tensor], counts: torch.Tensor, dim
         _check_finite(x, lo)
         found, assigned = _kmeans_batch(x, counts[g0:g1], local, ids, k, iters, tol, init, generator, use_cpp)
         yield (lo, hi), (g0, g1), found, assigned
+
+
+def _skip_draws(counts: torch.Tensor, k: int, init: str, generator: torch.Generator) -> None:
+    """Advance ``generator`` past the draws that clustering a batch of groups with ``counts`` takes (the
+    initialisation's; Lloyd's iterations draw nothing): the same calls as ``_kmeanspp`` / ``_random_init``."""
+    if init == "k-means++":
+        torch.rand(counts.shape[0], generator=generator, dtype=torch.float64)
+        for _ in range(1, k):
+            torch.rand(counts.shape[0], 2 + int(math.log(k)), generator=generator, dtype=torch.float64)
+    else:
+        torch.rand(counts.shape[0], int(counts.max()), generator=generator, dtype=torch.float64)
 
 
 def _batches(dim: int, cuda: bool, offsets: list[int]) -> list[tuple[int, int]]:

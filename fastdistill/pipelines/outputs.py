@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import re
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +21,7 @@ from torchvision.utils import make_grid
 
 from fastdistill.data.base import DatasetInfo, to_uint8
 from fastdistill.errors import FastDistillError
+from fastdistill.utils import distributed
 from fastdistill.utils.io import atomic_path, ensure_dir, read_json, torch_load, torch_save, write_bytes
 
 TENSORS = "distilled.pt"
@@ -157,3 +158,10 @@ def read_finished_run(run_dir: Path) -> tuple[dict, dict]:
     config_file = run_dir / "config.json"
     run_record = read_json(config_file) if config_file.exists() else {}
     return record, {**run_record.get("config", {}), **run_record.get("resolved", {})}
+
+
+def save_on_main(run_dir: str | Path, save: Callable[[], dict]) -> dict:
+    """Under torchrun rank 0 alone writes the outputs with ``save``; the other ranks wait and read back the record it
+    wrote (``distilled.pt``). In one process: ``save()``."""
+    record = distributed.agree(lambda: save() if distributed.is_main() else None)
+    return record if distributed.is_main() else load_distilled(run_dir)

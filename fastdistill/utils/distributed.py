@@ -175,3 +175,20 @@ def same_on_all_ranks(value: Any, what: str) -> None:
     if any(v != values[0] for v in values):
         shown = ", ".join(f"rank {r}: {v!r}" for r, v in enumerate(values))
         raise AgreedError(f"the ranks were given different {what} ({shown}); give every rank the same")
+
+
+def block(count: int, w: World | None = None) -> range:
+    """This rank's contiguous share of ``range(count)`` (the first ``count % size`` ranks take one more), e.g. the
+    classes whose per-class loss it computes: a class-major tensor's share is one slice."""
+    w = w or world()
+    base, extra = divmod(count, w.size)
+    lo = w.rank * base + min(w.rank, extra)
+    return range(lo, lo + base + (w.rank < extra))
+
+
+def sum_shares_(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum ``tensor`` over the ranks in place (no-op in one process). Where each element is non-zero on one rank
+    only (every rank's share filled, zeros elsewhere) the sum is exact: ``x + 0 == x``."""
+    if world().size > 1:
+        dist.all_reduce(tensor)
+    return tensor

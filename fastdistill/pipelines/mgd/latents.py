@@ -5,7 +5,8 @@ Layout of a cache folder: ``meta.json`` (what was encoded: codec, data identity,
 batch by batch (``split.batches``), so only one chunk of images and latents is in memory at a time. An interrupted
 encode resumes at the first missing or unreadable chunk; a cache made for other data or another codec is refused.
 The chunks are memory-mapped when read back (:class:`LatentCache`): readers gather the rows they need (mode discovery
-reads one batch of classes at a time) and the whole latent tensor is never loaded.
+reads one batch of classes at a time) and the whole latent tensor is never loaded. Under torchrun the chunks are
+dealt to the ranks (each encodes its own into the shared cache folder) and every rank then maps all of them.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from tqdm.auto import tqdm
 
 from fastdistill.data.base import Dataset, Split, to_float
 from fastdistill.errors import FastDistillError
+from fastdistill.utils import distributed
 from fastdistill.utils.io import ensure_dir, read_json, torch_load_checkpoint, torch_save, write_json
 
 CHUNK = 1024  # images per cache file
@@ -99,18 +101,36 @@ def encode_cached(codec, split: Split, cache_dir: Path, batch_size: int, device:
     data (:func:`data_identity`); a cache made from other data or with another codec is refused."""
     count = len(split)
     meta = cache_meta(codec, count, data_id)
-    if not check_cache(cache_dir, meta):
-        ensure_dir(cache_dir)
-        write_json(cache_dir / "meta.json", meta)
+
+    def open_cache() -> None:  # rank 0 checks the folder and writes meta.json; every rank then checks it
+        if distributed.is_main() and not check_cache(cache_dir, meta):
+            ensure_dir(cache_dir)
+            write_json(cache_dir / "meta.json", meta)
+
+    distributed.agree(open_cache)
+    distributed.agree(lambda: check_cache(cache_dir, meta) or _missing(cache_dir))
+    starts = list(enumerate(range(0, count, CHUNK)))
+
+    def encode_mine() -> None:  # this rank's chunks (all of them in one process)
+        mine = distributed.deal(starts)
+        for k, start in tqdm(mine, desc="encoding real images", leave=False, disable=not progress):
+            file, stop = cache_dir / f"chunk_{k:05d}.pt", min(start + CHUNK, count)
+            if _read_chunk(file, stop - start) is None:
+                encoded = [codec.encode(to_float(images).to(device)).to(torch.float16).cpu()
+                           for _, images, _ in split.batches(batch_size, start, stop)]
+                torch_save(file, torch.cat(encoded))
+
+    distributed.agree(encode_mine)
     chunks = []
-    starts = range(0, count, CHUNK)
-    for k, start in enumerate(tqdm(starts, desc="encoding real images", leave=False, disable=not progress)):
-        file, stop = cache_dir / f"chunk_{k:05d}.pt", min(start + CHUNK, count)
-        part = _read_chunk(file, stop - start)
+    for k, start in starts:  # mapped, not held: memory stays one chunk
+        part = _read_chunk(cache_dir / f"chunk_{k:05d}.pt", min(start + CHUNK, count) - start)
         if part is None:
-            encoded = [codec.encode(to_float(images).to(device)).to(torch.float16).cpu()
-                       for _, images, _ in split.batches(batch_size, start, stop)]
-            torch_save(file, torch.cat(encoded))
-            part = torch_load_checkpoint(file, mmap=True)  # mapped, not held: memory stays one chunk
+            raise FastDistillError(f"latent cache {cache_dir}: chunk {k} is missing after encoding; --latent-cache "
+                                   "must be on a file system every rank shares")
         chunks.append(part)
     return LatentCache(chunks, CHUNK)
+
+
+def _missing(cache_dir: Path) -> bool:
+    raise FastDistillError(f"cannot see the latent cache {cache_dir} that rank 0 created; --latent-cache must be on "
+                           "a file system every rank shares")

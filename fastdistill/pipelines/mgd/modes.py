@@ -5,6 +5,10 @@
 - ``random``: IPC random real latents of the class.
 ``closest_real`` snaps every mode to its nearest real latent (``fastdistill.ops.assign_modes``). Mode k of class c
 guides exactly one sample (row (c, k)).
+
+Under torchrun the k-means batches of classes are dealt to the ranks (each skips the others' random draws, see
+``kmeans_grouped(part=...)``), as are the classes of the per-class work (GMM, random picks, closest-real snapping);
+every rank ends with all the modes, bit for bit those of one process.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import torch
 
 from fastdistill.errors import FastDistillError
 from fastdistill.pipelines.mgd.latents import LatentCache
+from fastdistill.utils import distributed
 
 METHODS = ("kmeans", "gmm", "random")
 
@@ -52,20 +57,28 @@ def discover_modes(latents: torch.Tensor | LatentCache, labels: torch.Tensor, cl
     def rows(lo: int, hi: int) -> torch.Tensor:  # latents at positions lo:hi of the class-sorted order
         return take(order[lo:hi]).reshape(hi - lo, dim)
 
+    w = distributed.world()
     if method == "kmeans":  # the same centroids as one batched kmeans(all latents, groups=labels)
         from fastdistill.ops import kmeans_grouped
 
-        centroids = kmeans_grouped(rows, counts.tolist(), dim, ipc, seed=seed)
-    out = []
-    for c in range(len(class_names)):
-        points = None
-        if method != "kmeans" or closest_real:
-            points = rows(offsets[c], offsets[c + 1]).float()
+        centroids = kmeans_grouped(rows, counts.tolist(), dim, ipc, seed=seed, part=(w.rank, w.size))
+        if w.size > 1:  # each rank clustered its batches of classes (NaN elsewhere)
+            mine = (~centroids[:, 0, 0].isnan()).nonzero().flatten().tolist()
+            for share in distributed.gather({g: centroids[g] for g in mine}):
+                for g, found in share.items():
+                    centroids[g] = found
+        if not closest_real:
+            return centroids.reshape(len(class_names), ipc, *shape)
+    out = {}
+    for c in distributed.deal(range(len(class_names))):
+        points = rows(offsets[c], offsets[c + 1]).float()
         modes = centroids[c] if method == "kmeans" else _class_modes(points, ipc, method, seed + c)
         if closest_real:
             from fastdistill.ops import assign_modes
 
             nearest, _ = assign_modes(modes, points)
             modes = points[nearest]
-        out.append(modes.reshape(ipc, *shape))
-    return torch.stack(out)
+        out[c] = modes.reshape(ipc, *shape)
+    for share in distributed.gather(out) if w.size > 1 else ():
+        out.update(share)
+    return torch.stack([out[c] for c in range(len(class_names))])

@@ -2,7 +2,9 @@
 guided sampling -> decode -> standard outputs.
 
 Rows are all (class, mode) pairs in class-major order; they are generated in chunks of ``batch_size`` rows, each
-chunk saved as ``samples/chunk_*.pt`` (uint8 pixels) so ``--resume`` skips finished chunks.
+chunk saved as ``samples/chunk_*.pt`` (uint8 pixels) so ``--resume`` skips finished chunks. Under torchrun the chunks
+are dealt to the ranks (every row has its own seed, so a chunk's pixels do not depend on who samples it) and rank 0
+writes the outputs from all the chunk files.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from fastdistill.pipelines.mgd.loading import Generator
 from fastdistill.pipelines.mgd.modes import discover_modes
 from fastdistill.pipelines.mgd.sampler import GuidanceConfig, row_seed, sample_rows
 from fastdistill.pipelines.mgd.schedule import guided_step_count, stop_index
-from fastdistill.pipelines.outputs import save_distilled
+from fastdistill.pipelines.outputs import save_distilled, save_on_main
+from fastdistill.utils import distributed
 from fastdistill.utils.io import torch_load_checkpoint, torch_save
 
 DECODE_BATCH = 32
@@ -51,13 +54,14 @@ def _modes(data: Dataset, gen: Generator, cfg: MGDConfig, run_dir: Path, device:
            progress: bool) -> torch.Tensor:
     """Modes [classes, ipc, *latent] from the cached real latents (``run_dir/modes.pt`` once computed)."""
     modes_file = run_dir / "modes.pt"
-    if (modes := torch_load_checkpoint(modes_file)) is not None:
+    if distributed.broadcast(modes_file.exists()) and (modes := torch_load_checkpoint(modes_file)) is not None:
         return modes
     cache = Path(cfg.latent_cache) if cfg.latent_cache else run_dir / "latents"
     latents = encode_cached(gen.codec, data.train, cache, cfg.batch_size, device, data_identity(data), progress)
     modes = discover_modes(latents, data.train.labels, data.info.classes, cfg.ipc, cfg.modes, cfg.closest_real,
                            cfg.kmeans_seed)
-    torch_save(modes_file, modes)
+    if distributed.is_main():
+        torch_save(modes_file, modes)
     return modes
 
 
@@ -97,16 +101,25 @@ def run_mgd(data: Dataset, gen: Generator, cfg: MGDConfig, run_dir: Path, device
     seeds = [row_seed(cfg.seed, c, k) for c, k in rows]
     samples_dir = run_dir / "samples"
     samples_dir.mkdir(exist_ok=True)
+    starts = list(enumerate(range(0, len(rows), cfg.batch_size)))
+
+    def sample_mine() -> None:  # this rank's chunks (all of them in one process)
+        for n, start in tqdm(distributed.deal(starts), desc=f"{distributed.world().tag}MGD3 chunks",
+                             disable=not progress):
+            file = samples_dir / f"chunk_{n:05d}.pt"
+            if torch_load_checkpoint(file) is None:
+                stop = start + cfg.batch_size
+                latents = sample_rows(gen.denoiser, guidance, gen.scheduler_config, gen_labels[start:stop],
+                                      None if flat_modes is None else flat_modes[start:stop], seeds[start:stop],
+                                      cfg.batch_size, progress)
+                torch_save(file, _decode(gen.codec, latents, device))
+
+    distributed.agree(sample_mine)
     chunks = []
-    starts = range(0, len(rows), cfg.batch_size)
-    for n, start in enumerate(tqdm(starts, desc="MGD3 chunks", disable=not progress)):
-        file = samples_dir / f"chunk_{n:05d}.pt"
-        if (chunk := torch_load_checkpoint(file)) is None:
-            stop = start + cfg.batch_size
-            latents = sample_rows(gen.denoiser, guidance, gen.scheduler_config, gen_labels[start:stop],
-                                  None if flat_modes is None else flat_modes[start:stop], seeds[start:stop],
-                                  cfg.batch_size, progress)
-            torch_save(file, chunk := _decode(gen.codec, latents, device))
+    for n, _ in starts:
+        if (chunk := torch_load_checkpoint(samples_dir / f"chunk_{n:05d}.pt")) is None:
+            raise FastDistillError(f"{samples_dir}: chunk {n} is missing after sampling; --output must be on a file "
+                                   "system every rank shares")
         chunks.append(chunk)
     images = torch.cat(chunks)
     steps = guidance.steps
@@ -114,5 +127,5 @@ def run_mgd(data: Dataset, gen: Generator, cfg: MGDConfig, run_dir: Path, device
              "guided_steps": guided_step_count(steps, stop_index(steps, guidance.stop_guidance))
              if guidance.guidance_scale else 0,
              "mgd": {**asdict(cfg), "guidance": asdict(guidance)}}
-    return save_distilled(run_dir, to_float(images), labels, info, tags=[f"mode{k:03d}" for _, k in rows],
-                          extra=extra)
+    return save_on_main(run_dir, lambda: save_distilled(run_dir, to_float(images), labels, info,
+                                                        tags=[f"mode{k:03d}" for _, k in rows], extra=extra))
