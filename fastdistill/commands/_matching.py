@@ -1,4 +1,8 @@
-"""Options and driver shared by ``distill`` (one stage) and ``pdd`` (progressive stages)."""
+"""Options and driver shared by ``distill`` (one stage) and ``pdd`` (progressive stages).
+
+Under torchrun DM, DC and DSA divide their classes (and PDD's network pool) over the ranks and give the bytes of one
+process; rank 0 writes the outputs; the evaluation's students are dealt to the ranks.
+"""
 
 from __future__ import annotations
 
@@ -30,6 +34,7 @@ from fastdistill.models.teacher import teacher_format
 from fastdistill.pipelines.delt.teacher import check_teacher
 from fastdistill.pipelines.pdd.engine import ProgressiveRun
 from fastdistill.report import write_run_report
+from fastdistill.utils import distributed
 from fastdistill.utils.fingerprint import file_sha256
 from fastdistill.utils.io import write_json
 from fastdistill.utils.seed import generator
@@ -88,6 +93,16 @@ class MatchingOptions(RunOptions):
 
 
 _SETTINGS = {f.name for f in dataclasses.fields(MethodConfig)} - {"method", "ipc", "stages"}
+_DISTRIBUTED = ("dm", "dc", "dsa")  # the methods that divide their work over torchrun's ranks
+
+
+def _check_world(method: str) -> None:
+    """Refuse, with one line, a method that does not divide its work over several processes (no duplicate work)."""
+    size = distributed.world().size
+    if size > 1 and method not in _DISTRIBUTED:
+        raise distributed.AgreedError(f"{method} does not divide its work over several processes yet "
+                                      f"({', '.join(_DISTRIBUTED)} do); run it as one process (without torchrun, "
+                                      "or --nproc-per-node 1)")
 
 
 def run_matching(args: MatchingOptions, command: str, method: str, stages: int) -> int:
@@ -100,6 +115,7 @@ def run_matching(args: MatchingOptions, command: str, method: str, stages: int) 
         raise FastDistillError("--base delt needs a teacher: pass --teacher DIR (train one with "
                                f"`python -m fastdistill squeeze --dataset {args.dataset} --output DIR`)")
     cfg = resolve(method, args.dataset, args.ipc, stages, overrides)
+    _check_world(method)
     inputs = {}
     if method == "mtt":
         inputs["buffer"] = file_sha256(check_buffer_folder(cfg.buffer, args.dataset, cfg.arch) / TRAJECTORIES)
@@ -135,12 +151,15 @@ def run_matching(args: MatchingOptions, command: str, method: str, stages: int) 
               f"{lr:>8}")
     print(f"outputs: {run_dir}")
     if args.no_eval:
-        report_skipped(dataset)
-        write_run_report(run_dir)
+        if distributed.is_main():
+            report_skipped(dataset)
+            write_run_report(run_dir)
         return 0
     rows, raw = evaluate_progressive(record, dataset, seeds=args.eval_seeds, epochs=args.eval_epochs,
                                      arch=args.eval_arch, device=device, progress=not args.quiet,
-                                     lr=args.eval_lr)
+                                     lr=args.eval_lr, all_ranks=True)
+    if not distributed.is_main():  # rank 0 measures the diversity and writes the results
+        return 0
     results = {"protocol": "hard", "arch": args.eval_arch, "seeds": args.eval_seeds,
                "rows": [r.to_dict() for r in rows], "harness": raw}
     feature_model = args.eval_feature_model or getattr(args, "teacher", None)

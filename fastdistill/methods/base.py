@@ -57,7 +57,8 @@ class Method(ABC):
 class PooledMethod(Method):
     """DM / DC / DSA under PDD: stage 1 matches with fresh random networks; after stage i a pool of networks trains on
     U_i (continuing from its state after U_{i-1}), and stage i+1 draws its networks from that pool. ``pool = 0``
-    turns the conditioning off (fresh random networks at every stage: only the frozen union conditions)."""
+    turns the conditioning off (fresh random networks at every stage: only the frozen union conditions). Under
+    torchrun the pool's networks are trained in blocks over the ranks and gathered (``train_networks(spread=True)``)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -81,7 +82,7 @@ class PooledMethod(Method):
         start = self.pool if self.pool is not None else self.fm.random_inits(cfg.pool, self.generator)
         self.pool = train_networks(self.fm, start, x, y, cfg.cond_epochs, lr=cfg.cond_lr, momentum=0.9,
                                    weight_decay=5e-4, batch_size=256, dsa=self.dsa, halve_at=True,
-                                   generator=self.generator, chunk=cfg.experts_parallel)
+                                   generator=self.generator, chunk=cfg.experts_parallel, spread=True)
 
     def state_dict(self) -> dict:
         return {"pool": self.pool}

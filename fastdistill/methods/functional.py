@@ -19,9 +19,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad_and_value, vmap
 
-from fastdistill.augment.dsa import DSAConfig, apply_dsa, sample_dsa_params
+from fastdistill.augment.dsa import DSAConfig, DSAParams, apply_dsa, sample_dsa_params
 from fastdistill.errors import FastDistillError
 from fastdistill.models.accuracy import Batches, count_correct
+from fastdistill.utils import distributed
 
 if TYPE_CHECKING:
     from fastdistill.methods.realdata import RealImages
@@ -105,7 +106,8 @@ def train_networks(fm: FlatModel, flats: torch.Tensor, x: torch.Tensor | RealIma
                    *, lr: float, generator: torch.Generator, momentum: float = 0.0, weight_decay: float = 0.0,
                    batch_size: int = 256, dsa: DSAConfig | None = None, halve_at: bool = False,
                    record: bool = False, chunk: int | None = None,
-                   on_epoch: Callable[[int], None] | None = None, batched: bool | None = None) -> torch.Tensor:
+                   on_epoch: Callable[[int], None] | None = None, batched: bool | None = None,
+                   spread: bool = False) -> torch.Tensor:
     """Train K networks ``flats [K, P]`` on ``(x, y)`` for ``epochs`` epochs, every network on its own shuffle and its
     own per-sample DSA draws, one vmapped step per minibatch. ``x`` is a normalized float tensor or real images
     converted batch by batch (:class:`~fastdistill.methods.realdata.RealImages`).
@@ -114,7 +116,9 @@ def train_networks(fm: FlatModel, flats: torch.Tensor, x: torch.Tensor | RealIma
     parameters ``[K, P]``, or with ``record`` the trajectory ``[K, epochs + 1, P]`` (start and after every epoch,
     on the CPU). ``chunk`` bounds how many networks train at once (memory: activations of ``chunk x batch`` images);
     ``on_epoch(k)`` is called after every epoch of a chunk of ``k`` networks. ``batched`` picks vmap (default on CUDA)
-    or a loop over networks (default on the CPU); both use the same random draws.
+    or a loop over networks (default on the CPU); both use the same random draws. ``spread`` (without ``record``):
+    under torchrun each rank trains a contiguous block of every chunk's networks (making every draw, applying only
+    its own) and the trained networks are gathered, so every rank returns what one process trains.
     """
     batched = batched_by_default(flats.device) if batched is None else batched
     k_total = flats.shape[0]
@@ -122,14 +126,15 @@ def train_networks(fm: FlatModel, flats: torch.Tensor, x: torch.Tensor | RealIma
     outs = []
     for start in range(0, k_total, chunk):
         outs.append(_train_chunk(fm, flats[start:start + chunk], x, y, epochs, lr, generator, momentum,
-                                 weight_decay, batch_size, dsa, halve_at, record, on_epoch, batched))
+                                 weight_decay, batch_size, dsa, halve_at, record, on_epoch, batched,
+                                 spread and not record))
     return torch.cat(outs)
 
 
 def _train_chunk(fm: FlatModel, flats: torch.Tensor, x: torch.Tensor | RealImages, y: torch.Tensor, epochs: int,
                  lr: float, generator: torch.Generator, momentum: float, weight_decay: float, batch_size: int,
                  dsa: DSAConfig | None, halve_at: bool, record: bool,
-                 on_epoch: Callable[[int], None] | None, batched: bool) -> torch.Tensor:
+                 on_epoch: Callable[[int], None] | None, batched: bool, spread: bool = False) -> torch.Tensor:
     def loss(flat: torch.Tensor, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(fm.logits(flat, xb), yb)
 
@@ -142,24 +147,40 @@ def _train_chunk(fm: FlatModel, flats: torch.Tensor, x: torch.Tensor | RealImage
         return torch.stack([one(p[i], xb[i], yb[i])[0] for i in range(p.shape[0])])
     k, n = flats.shape[0], x.shape[0]
     num_batches = math.ceil(n / min(batch_size, n))
-    p, buf = flats.detach().clone(), None
+    mine = distributed.block(k) if spread else range(k)  # the networks this rank trains
+    p, buf = flats[mine.start:mine.stop].detach().clone(), None
     trajectory = [p.cpu()] if record else []
     for epoch in range(epochs):
         rate = lr * (0.1 if halve_at and epoch >= epochs // 2 else 1.0)
         perm = torch.rand(k, n, generator=generator, device=generator.device).argsort(1)
         for idx in torch.tensor_split(perm, num_batches, dim=1):
+            b = idx.shape[1]
+            if dsa is not None:  # drawn for all K networks, whichever this rank trains
+                params = sample_dsa_params(k * b, x.shape[-2:], generator=generator, config=dsa)
+            if not mine:
+                continue
+            idx = idx[mine.start:mine.stop]
             xb, yb = x[idx], y[idx]  # [K, b, ...]
             if dsa is not None:
-                flat_b = xb.flatten(0, 1)
-                params = sample_dsa_params(flat_b.shape[0], flat_b.shape[-2:], generator=generator, config=dsa)
-                xb = apply_dsa(flat_b, params).view_as(xb)
+                if len(mine) < k:
+                    params = _take_rows(params, mine.start * b, mine.stop * b)
+                xb = apply_dsa(xb.flatten(0, 1), params).view_as(xb)
             g = step(p, xb, yb)
             p, buf = sgd_update(p, g, buf, rate, momentum, weight_decay)
         if record:
             trajectory.append(p.cpu())
         if on_epoch is not None:
             on_epoch(k)
-    return torch.stack(trajectory, 1) if record else p
+    if record:
+        return torch.stack(trajectory, 1)
+    if spread and distributed.world().size > 1:
+        p = torch.cat([share.to(p.device) for share in distributed.gather(p.cpu())])
+    return p
+
+
+def _take_rows(params: DSAParams, lo: int, hi: int) -> DSAParams:
+    """The draws of images ``lo:hi`` of a per-image DSA draw."""
+    return DSAParams(params.groups, {k: v[lo:hi] for k, v in params.values.items()}, params.config, params.size)
 
 
 @torch.no_grad()

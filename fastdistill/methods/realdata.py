@@ -72,10 +72,12 @@ class RealData:
                 for c in range(self.num_classes)]
         return torch.stack(rows)
 
-    def per_class(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        """A random batch of ``min(n, smallest class)`` images of every class, class-major: [C, n, ...]."""
+    def per_class(self, n: int, generator: torch.Generator, classes: range | None = None) -> torch.Tensor:
+        """A random batch of ``min(n, smallest class)`` images of every class, class-major: [C, n, ...]. With
+        ``classes`` (a range), the same draws, but only those classes' images are read: [len(classes), n, ...]."""
         n = min(n, min(self.counts))
-        return self.x[self._indices(n, generator)]
+        rows = self._indices(n, generator)
+        return self.x[rows if classes is None else rows[classes.start:classes.stop]]
 
     def init_images(self, k: int, generator: torch.Generator) -> torch.Tensor:
         """``k`` distinct random real images per class, [C, k, ...] (the ``real`` initialisation)."""

@@ -18,11 +18,18 @@ def repeat_params(params: DSAParams, n: int) -> DSAParams:
     return DSAParams(params.groups, values, params.config, params.size)
 
 
-def siamese_per_class(real: torch.Tensor, syn: torch.Tensor, generator: torch.Generator,
-                      config: DSAConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """Augment class-major batches ``real [C, B, ...]`` and ``syn [C, k, ...]`` with one draw per class."""
-    num_classes, b, k = real.shape[0], real.shape[1], syn.shape[1]
-    params = sample_dsa_params(num_classes, real.shape[-2:], generator=generator, config=config)
+def siamese_per_class(real: torch.Tensor, syn: torch.Tensor, generator: torch.Generator, config: DSAConfig,
+                      num_classes: int | None = None, classes: range | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Augment class-major batches ``real [C, B, ...]`` and ``syn [C, k, ...]`` with one draw per class.
+
+    ``num_classes`` / ``classes``: draw for ``num_classes`` classes (the same draws whoever augments them) and apply
+    only those of ``classes``, which ``real`` and ``syn`` then hold (a torchrun rank's share of the classes)."""
+    b, k = real.shape[1], syn.shape[1]
+    params = sample_dsa_params(num_classes or real.shape[0], real.shape[-2:], generator=generator, config=config)
+    if classes is not None:
+        params = DSAParams(params.groups, {k: v[classes.start:classes.stop] for k, v in params.values.items()},
+                           params.config, params.size)
     real_aug = apply_dsa(real.flatten(0, 1), repeat_params(params, b)).view_as(real)
     syn_aug = apply_dsa(syn.flatten(0, 1), repeat_params(params, k)).view_as(syn)
     return real_aug, syn_aug

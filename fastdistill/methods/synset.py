@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from fastdistill.data.base import DatasetInfo
+from fastdistill.utils import distributed
 
 
 class StageImages:
@@ -43,6 +44,14 @@ class StageImages:
 
     def zero_grad(self) -> None:
         self.optimizer.zero_grad(set_to_none=True)
+
+    def sum_grads(self) -> None:
+        """Sum ``new``'s gradient over the torchrun ranks (each computed its classes' share; no-op in one process)."""
+        if distributed.world().size == 1:
+            return
+        if self.new.grad is None:  # a rank without classes
+            self.new.grad = torch.zeros_like(self.new)
+        distributed.sum_shares_(self.new.grad)
 
     def step(self) -> None:
         """One optimizer step on S_i, then clamp it to valid pixels."""

@@ -9,6 +9,9 @@ Resume: ``checkpoint.pt`` (atomic) holds the stage, the phase (distill / transit
 S_i with its optimizer state, the method's state and the generator state; it is written every ``checkpoint_every``
 iterations and at every phase change, so an interrupted run continues where the checkpoint left off and ends with
 the same images as an uninterrupted one (same seed, CPU).
+
+Under torchrun every rank runs the engine with the same state (the methods keep the ranks in step); rank 0 alone
+writes the checkpoints and the outputs.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ from fastdistill.methods.base import Method
 from fastdistill.methods.config import MethodConfig
 from fastdistill.methods.realdata import RealData
 from fastdistill.methods.synset import StageImages
-from fastdistill.pipelines.outputs import save_distilled
+from fastdistill.pipelines.outputs import save_distilled, save_on_main
+from fastdistill.utils import distributed
 from fastdistill.utils.io import torch_load_checkpoint, torch_save
 
 CHECKPOINT = "checkpoint.pt"
@@ -72,6 +76,8 @@ class ProgressiveRun:
 
     # --- checkpoints -------------------------------------------------------------------------------------------
     def save_checkpoint(self) -> None:
+        if not distributed.is_main():
+            return
         images = self.images
         torch_save(self.run_dir / CHECKPOINT, {
             "stage": self.stage, "phase": self.phase, "iteration": self.iteration, "frozen": self.frozen.cpu(),
@@ -147,8 +153,9 @@ class ProgressiveRun:
         x = new.flatten(0, 1)
         labels = torch.arange(new.shape[0]).repeat_interleave(new.shape[1])
         tags = [f"stage{self.stage}"] * x.shape[0]
-        save_distilled(stage_dir(self.run_dir, self.stage), self.info.denormalize(x).clamp(0, 1), labels, self.info,
-                       tags=tags, extra={"stage": torch.full((x.shape[0],), self.stage, dtype=torch.int64)})
+        save_on_main(stage_dir(self.run_dir, self.stage), lambda: save_distilled(
+            stage_dir(self.run_dir, self.stage), self.info.denormalize(x).clamp(0, 1), labels, self.info, tags=tags,
+            extra={"stage": torch.full((x.shape[0],), self.stage, dtype=torch.int64)}))
 
     def _transition(self) -> None:
         if self.stage < self.cfg.stages:
@@ -184,6 +191,7 @@ class ProgressiveRun:
         stage = torch.arange(1, self.cfg.stages + 1).repeat_interleave(per_stage)
         extra = {"stage": stage, "method": self.method.name, "stages": self.cfg.stages,
                  "eval_lr": [r.eval_lr for r in self.records]}
-        return save_distilled(self.run_dir, self.info.denormalize(x).clamp(0, 1), labels, self.info,
-                              tags=[f"stage{int(s)}" for s in stage], extra=extra)
+        return save_on_main(self.run_dir, lambda: save_distilled(
+            self.run_dir, self.info.denormalize(x).clamp(0, 1), labels, self.info,
+            tags=[f"stage{int(s)}" for s in stage], extra=extra))
 
