@@ -101,3 +101,42 @@ def test_evaluate_two_processes_give_the_table_of_one(tmp_path):
         for kept in (run / "progress" / "evaluate").glob("*.json"):
             kept.unlink()
     assert tables[1] == tables[2]
+
+
+@pytest.mark.parametrize("args", [
+    ["pdd", "--base", "dm", "--ipc", "2", "--stages", "2", "--iterations", "3"],  # classes and the pool in blocks
+    ["distill", "--method", "dsa", "--ipc", "1", "--iterations", "1", "--outer-loop", "2", "--inner-loop", "1"],
+], ids=["pdd-dm", "distill-dsa"])
+def test_matching_two_processes_write_the_bytes_of_one(args, tmp_path):
+    for size in (1, 2):
+        _run([*args, "--quiet", *CPU, "--output", str(tmp_path / f"p{size}")], size, tmp_path)
+    assert _files(tmp_path / "p1") == _files(tmp_path / "p2")
+    one = torch.load(tmp_path / "p1" / "checkpoint.pt", weights_only=False)
+    two = torch.load(tmp_path / "p2" / "checkpoint.pt", weights_only=False)
+    assert torch.equal(one["frozen"], two["frozen"])
+    assert one["losses"] == pytest.approx(two["losses"], rel=1e-5)  # summed over the ranks in another order
+
+
+def test_pdd_mtt_two_processes_match_one_within_rounding(tmp_path):
+    buffer = tmp_path / "buffer"
+    assert main(["buffer", "--experts", "2", "--epochs", "2", "--arch", "convnet1", "--batch-size", "256",
+                 "--output", str(buffer), "--quiet", "--device", "cpu"]) == 0
+    args = ["pdd", "--base", "mtt", "--ipc", "2", "--stages", "2", "--buffer", str(buffer), "--arch", "convnet1",
+            "--iterations", "3", "--syn-steps", "3", "--max-start-epoch", "1", "--expert-epochs", "1",
+            "--transition-epochs", "1", "--memory", "lean", "--batch-syn", "7", "--quiet", *CPU]
+    for size in (1, 2):
+        _run([*args, "--output", str(tmp_path / f"p{size}")], size, tmp_path)
+    one, two = (torch.load(tmp_path / f"p{s}" / "distilled.pt", weights_only=True) for s in (1, 2))
+    # every unrolled step's minibatch of 7 is split 4 + 3 over the ranks: sums grouped differently
+    assert (one["images"].int() - two["images"].int()).abs().max() <= 1
+    assert one["eval_lr"] == pytest.approx(two["eval_lr"], rel=1e-5)
+    experts = [torch.load(tmp_path / f"p{s}" / "trajectories_stage2.pt") for s in (1, 2)]
+    assert torch.equal(*experts)  # the transition's experts are trained whole, in blocks over the ranks
+
+
+def test_a_method_that_does_not_divide_is_refused_with_one_line(tmp_path):
+    done = run_ranks(["pdd", "--base", "delt", "--teacher", str(tmp_path / "t"), "--ipc", "2", "--stages", "2",
+                      *CPU, "--output", str(tmp_path / "out")], 2, cwd=tmp_path, timeout=300)
+    assert [d.returncode for d in done] == [2, 2]
+    assert done[0].stderr.strip().splitlines()[-1].startswith("error: delt does not divide its work over several")
+    assert "error" not in done[1].stderr and not (tmp_path / "out").exists()

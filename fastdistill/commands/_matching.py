@@ -1,7 +1,8 @@
 """Options and driver shared by ``distill`` (one stage) and ``pdd`` (progressive stages).
 
 Under torchrun DM, DC and DSA divide their classes (and PDD's network pool) over the ranks and give the bytes of one
-process; rank 0 writes the outputs; the evaluation's students are dealt to the ranks.
+process; MTT divides every unrolled step's minibatch (and PDD's experts) and equals one process up to float rounding;
+rank 0 writes the outputs; the evaluation's students are dealt to the ranks.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ class MatchingOptions(RunOptions):
 
 
 _SETTINGS = {f.name for f in dataclasses.fields(MethodConfig)} - {"method", "ipc", "stages"}
-_DISTRIBUTED = ("dm", "dc", "dsa")  # the methods that divide their work over torchrun's ranks
+_DISTRIBUTED = ("dm", "dc", "dsa", "mtt")  # the methods that divide their work over torchrun's ranks
 
 
 def _check_world(method: str) -> None:

@@ -90,14 +90,15 @@ def regenerate(fm: FlatModel, starts: torch.Tensor, x: torch.Tensor, y: torch.Te
     """PDD+MTT transition: train every expert from ``starts [E, P]`` on the union for ``transition_epochs`` epochs
     (SGD lr ``lr_union``, momentum 0.9, wd 5e-4, x0.1 at half, DSA, batch 256), then record it for
     ``max_start_epoch + expert_epochs + 1`` epochs on real data as the buffer was made (lr_teacher, no momentum,
-    batch ``real_batch``): ``[E, L, P]`` on the CPU."""
+    batch ``real_batch``): ``[E, L, P]`` on the CPU. Under torchrun the experts are trained in blocks over the ranks
+    and gathered."""
     experts = starts.shape[0]
     real_epochs = cfg.max_start_epoch + cfg.expert_epochs + 1
     with tqdm(total=(cfg.transition_epochs + real_epochs) * experts, desc="transition", unit="ep",
               disable=not progress) as bar:
         conditioned = train_networks(fm, starts, x, y, cfg.transition_epochs, lr=lr_union, momentum=0.9,
                                      weight_decay=5e-4, batch_size=256, dsa=dsa, halve_at=True, generator=generator,
-                                     chunk=cfg.experts_parallel, on_epoch=bar.update)
+                                     chunk=cfg.experts_parallel, on_epoch=bar.update, spread=True)
         return train_networks(fm, conditioned, data.x, data.y, real_epochs, lr=cfg.lr_teacher, batch_size=real_batch,
                               dsa=dsa, generator=generator, record=True, chunk=cfg.experts_parallel,
-                              on_epoch=bar.update)
+                              on_epoch=bar.update, spread=True)

@@ -116,9 +116,9 @@ def train_networks(fm: FlatModel, flats: torch.Tensor, x: torch.Tensor | RealIma
     parameters ``[K, P]``, or with ``record`` the trajectory ``[K, epochs + 1, P]`` (start and after every epoch,
     on the CPU). ``chunk`` bounds how many networks train at once (memory: activations of ``chunk x batch`` images);
     ``on_epoch(k)`` is called after every epoch of a chunk of ``k`` networks. ``batched`` picks vmap (default on CUDA)
-    or a loop over networks (default on the CPU); both use the same random draws. ``spread`` (without ``record``):
-    under torchrun each rank trains a contiguous block of every chunk's networks (making every draw, applying only
-    its own) and the trained networks are gathered, so every rank returns what one process trains.
+    or a loop over networks (default on the CPU); both use the same random draws. ``spread``: under torchrun each
+    rank trains a contiguous block of every chunk's networks (making every draw, applying only its own) and the
+    trained networks (or trajectories) are gathered, so every rank returns what one process trains.
     """
     batched = batched_by_default(flats.device) if batched is None else batched
     k_total = flats.shape[0]
@@ -126,8 +126,7 @@ def train_networks(fm: FlatModel, flats: torch.Tensor, x: torch.Tensor | RealIma
     outs = []
     for start in range(0, k_total, chunk):
         outs.append(_train_chunk(fm, flats[start:start + chunk], x, y, epochs, lr, generator, momentum,
-                                 weight_decay, batch_size, dsa, halve_at, record, on_epoch, batched,
-                                 spread and not record))
+                                 weight_decay, batch_size, dsa, halve_at, record, on_epoch, batched, spread))
     return torch.cat(outs)
 
 
@@ -171,11 +170,10 @@ def _train_chunk(fm: FlatModel, flats: torch.Tensor, x: torch.Tensor | RealImage
             trajectory.append(p.cpu())
         if on_epoch is not None:
             on_epoch(k)
-    if record:
-        return torch.stack(trajectory, 1)
+    out = torch.stack(trajectory, 1) if record else p
     if spread and distributed.world().size > 1:
-        p = torch.cat([share.to(p.device) for share in distributed.gather(p.cpu())])
-    return p
+        out = torch.cat([share.to(out.device) for share in distributed.gather(out.cpu())])
+    return out
 
 
 def _take_rows(params: DSAParams, lo: int, hi: int) -> DSAParams:

@@ -10,6 +10,12 @@ ConvNet-3 at 32², spec §7.1). ``lean`` stores only θ_0..θ_N (``syn_steps × 
 computes the same meta-gradient by reverse accumulation, recomputing one step's graph at a time: memory grows
 linearly with ``syn_steps × P`` plus one step's graph (``batch_syn`` images), for about one extra forward/backward per
 step. Both give the same gradient up to float rounding (tested).
+
+Under torchrun every inner step's minibatch is split over the ranks (data parallel): each rank computes the gradient
+of its part (summed, divided by the whole minibatch) at the replicated θ_k, the parts are summed into the step, and
+the meta-gradient flows back the same way (the θ-adjoint's per-part contributions are summed over the ranks; each
+rank's image gradient covers its parts and these are summed). θ, α and the loss are the same on every rank; the images
+equal one process's up to float rounding (the sums are grouped differently).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from fastdistill.methods.base import Method
 from fastdistill.methods.buffer import Buffer, regenerate
 from fastdistill.methods.functional import FlatModel
 from fastdistill.methods.synset import StageImages
+from fastdistill.utils import distributed
 from fastdistill.utils.io import torch_load, torch_save
 
 
@@ -53,11 +60,27 @@ def plan_steps(n: int, steps: int, batch: int, generator: torch.Generator, dsa: 
 
 def _inner_grad(fm: FlatModel, theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor, step: Step,
                 create_graph: bool) -> torch.Tensor:
+    if distributed.world().size > 1:
+        return _shared_inner_grad(fm, theta, x, y, step, create_graph)
     xb = x[step.index]
     if step.aug is not None:
         xb = apply_dsa(xb, step.aug)
     loss = F.cross_entropy(fm.logits(theta, xb), y[step.index])
     return torch.autograd.grad(loss, theta, create_graph=create_graph)[0]
+
+
+def _shared_inner_grad(fm: FlatModel, theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor, step: Step,
+                       create_graph: bool) -> torch.Tensor:
+    """``_inner_grad`` with the minibatch split over the torchrun ranks (a contiguous block of it each)."""
+    mine = distributed.block(step.index.shape[0])
+    index = step.index[mine.start:mine.stop]
+    theta_in = distributed.sum_backward(theta)
+    xb = x[index]
+    if step.aug is not None:
+        values = {k: v[mine.start:mine.stop] for k, v in step.aug.values.items()}
+        xb = apply_dsa(xb, DSAParams(step.aug.groups, values, step.aug.config, step.aug.size))
+    loss = F.cross_entropy(fm.logits(theta_in, xb), y[index], reduction="sum") / step.index.shape[0]
+    return distributed.sum_forward(torch.autograd.grad(loss, theta_in, create_graph=create_graph)[0])
 
 
 def unroll(fm: FlatModel, start: torch.Tensor, x: torch.Tensor, y: torch.Tensor, lr: torch.Tensor,
@@ -141,6 +164,7 @@ class MTT(Method):
         else:
             loss = param_loss(unroll(self.fm, start, x, y, self.syn_lr, plan), start, target)
             loss.backward()
+        images.sum_grads()  # each rank's share of the image gradient (α's is the same on every rank)
         images.step()
         self.lr_optimizer.step()
         return float(loss.detach())
@@ -152,7 +176,8 @@ class MTT(Method):
                                   lr_union=float(self.syn_lr.detach()), real_batch=self.real_batch,
                                   generator=self.generator, dsa=self.dsa, progress=progress)
         self.trajectories_file = f"trajectories_stage{stage + 1}.pt"
-        torch_save(self.workdir / self.trajectories_file, trajectories)
+        if distributed.is_main():
+            torch_save(self.workdir / self.trajectories_file, trajectories)
         self.trajectories = trajectories.to(self.data.x.device)
 
     def eval_lr(self) -> float:

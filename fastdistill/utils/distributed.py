@@ -192,3 +192,39 @@ def sum_shares_(tensor: torch.Tensor) -> torch.Tensor:
     if world().size > 1:
         dist.all_reduce(tensor)
     return tensor
+
+
+class _SumForward(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        out = x.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return grad
+
+
+class _SumBackward(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
+def sum_forward(x: torch.Tensor) -> torch.Tensor:
+    """The sum of ``x`` over the ranks; its gradient passes through unchanged (the result is a replica every rank
+    holds, so the gradient arriving at it is already the same on every rank). ``x`` in one process."""
+    return _SumForward.apply(x) if world().size > 1 else x
+
+
+def sum_backward(x: torch.Tensor) -> torch.Tensor:
+    """``x`` (a replica every rank holds) entering a computation each rank does on its share of the data: the
+    gradients the ranks send back to it are summed. ``x`` in one process."""
+    return _SumBackward.apply(x) if world().size > 1 else x
