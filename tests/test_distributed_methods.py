@@ -104,9 +104,10 @@ def test_evaluate_two_processes_give_the_table_of_one(tmp_path):
 
 
 @pytest.mark.parametrize("args", [
+    ["distill", "--method", "dm", "--ipc", "2", "--iterations", "3"],
     ["pdd", "--base", "dm", "--ipc", "2", "--stages", "2", "--iterations", "3"],  # classes and the pool in blocks
     ["distill", "--method", "dsa", "--ipc", "1", "--iterations", "1", "--outer-loop", "2", "--inner-loop", "1"],
-], ids=["pdd-dm", "distill-dsa"])
+], ids=["distill-dm", "pdd-dm", "distill-dsa"])
 def test_matching_two_processes_write_the_bytes_of_one(args, tmp_path):
     for size in (1, 2):
         _run([*args, "--quiet", *CPU, "--output", str(tmp_path / f"p{size}")], size, tmp_path)

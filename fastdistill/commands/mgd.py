@@ -130,7 +130,7 @@ def run(args: Options) -> int:
     seed_everything(args.seed)
     record = run_mgd(data, gen, cfg, run_dir, device)
     print(f"MGD3: {record['images'].shape[0]} images ({args.ipc}/class, {record['guided_steps']} guided steps of "
-          f"{args.steps}) -> {run_dir}")
+          f"{args.steps}; sampling {record['sampling_seconds']:.1f} s) -> {run_dir}")
     if not args.no_eval:
         _evaluate(run_dir, record, data, args, device)
     if distributed.is_main():

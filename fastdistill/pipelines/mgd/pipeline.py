@@ -9,6 +9,7 @@ writes the outputs from all the chunk files.
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -84,7 +85,8 @@ def check_inputs(data: Dataset, gen: Generator, cfg: MGDConfig) -> list[int]:
 
 def run_mgd(data: Dataset, gen: Generator, cfg: MGDConfig, run_dir: Path, device: torch.device,
             progress: bool = True) -> dict:
-    """Generate the distilled set into ``run_dir``; returns the tensor record written to ``distilled.pt``.
+    """Generate the distilled set into ``run_dir``; returns the tensor record written to ``distilled.pt`` with
+    ``sampling_seconds``, this session's sampling time (all ranks' chunks).
 
     With ``guidance_scale == 0`` no modes are needed (plain class-conditional sampling with the same per-row noise).
     """
@@ -114,7 +116,9 @@ def run_mgd(data: Dataset, gen: Generator, cfg: MGDConfig, run_dir: Path, device
                                       cfg.batch_size, progress)
                 torch_save(file, _decode(gen.codec, latents, device))
 
+    started = time.perf_counter()
     distributed.agree(sample_mine)
+    sampling_seconds = time.perf_counter() - started  # until the slowest rank is done
     chunks = []
     for n, _ in starts:
         if (chunk := torch_load_checkpoint(samples_dir / f"chunk_{n:05d}.pt")) is None:
@@ -127,5 +131,6 @@ def run_mgd(data: Dataset, gen: Generator, cfg: MGDConfig, run_dir: Path, device
              "guided_steps": guided_step_count(steps, stop_index(steps, guidance.stop_guidance))
              if guidance.guidance_scale else 0,
              "mgd": {**asdict(cfg), "guidance": asdict(guidance)}}
-    return save_on_main(run_dir, lambda: save_distilled(run_dir, to_float(images), labels, info,
-                                                        tags=[f"mode{k:03d}" for _, k in rows], extra=extra))
+    record = save_on_main(run_dir, lambda: save_distilled(run_dir, to_float(images), labels, info,
+                                                          tags=[f"mode{k:03d}" for _, k in rows], extra=extra))
+    return {**record, "sampling_seconds": sampling_seconds}  # this session's time (not saved with the images)
