@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -82,6 +83,13 @@ def test_mgd_two_processes_write_the_bytes_of_one(pixel_model, tmp_path):
     assert sorted(p.name for p in (tmp_path / "two" / "latents").glob("chunk_*.pt")) == ["chunk_00000.pt",
                                                                                       "chunk_00001.pt"]
     assert torch.equal(torch.load(tmp_path / "one" / "modes.pt"), torch.load(tmp_path / "two" / "modes.pt"))
+    # resumed with another number of processes: the units are chunks, not ranks
+    two = tmp_path / "two"
+    for name in ("distilled.pt", "grid.png", "modes.pt", "samples/chunk_00001.pt", "latents/chunk_00000.pt"):
+        (two / name).unlink()
+    shutil.rmtree(two / "images")
+    _run([*args, "--output", str(two), "--resume"], 1, tmp_path)
+    assert _files(two) == one
 
 
 def test_evaluate_two_processes_give_the_table_of_one(tmp_path):
