@@ -32,7 +32,8 @@ def obtain_teacher(ds: Dataset, teacher_path: str | None, run_dir: Path, cfg: DE
             if distributed.is_main() and not (run_dir / "teacher" / "teacher.json").exists():
                 print(f"no --teacher given: training a {cfg.teacher_arch} teacher on {ds.info.name} into "
                       f"{teacher_path}")
-                model, result = train_teacher(ds, SqueezeConfig(arch=cfg.teacher_arch, seed=cfg.seed), device)
+                model, result = train_teacher(ds, SqueezeConfig(arch=cfg.teacher_arch, seed=cfg.seed), device,
+                                              ranks=distributed.World())  # alone
                 save_teacher(teacher_path, model, cfg.teacher_arch, ds.info, test_accuracy=result["test_accuracy"],
                              epochs=result["epochs"], seed=cfg.seed)
 
