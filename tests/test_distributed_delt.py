@@ -106,6 +106,16 @@ def test_torchrun_matches_one_process(base):
     _same_images(base["one"], out)
 
 
+def test_teacher_trained_into_the_run_by_rank_0(base):
+    """Without --teacher rank 0 trains it alone (as one process would) and rank 1 loads it once it is saved."""
+    out, again = base["root"] / "trained", base["root"] / "trained-again"
+    done = run_ranks([*DELT, "--output", str(out)], 2)
+    _ok(done)
+    assert "training a convnet3-bn teacher" in done[0].stdout
+    _one_process([*DELT, "--teacher", str(out / "teacher"), "--output", str(again)])
+    _same_images(out, again)
+
+
 def _killed_midway(base: dict[str, Path], out: Path) -> None:
     """Start 2 ranks, SIGKILL rank 1 once a group file exists, then rank 0 (as torchrun would)."""
     procs = start_ranks([*DELT, "--teacher", str(base["teacher"]), "--output", str(out)], 2)
