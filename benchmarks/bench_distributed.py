@@ -1,15 +1,15 @@
 """Throughput of one job under 1 and N torchrun processes on this machine (one thread per process), and the scaling.
 
-``--job delt``: ``delt`` on Fashion-MNIST (default; Debian's copy) with a tiny teacher trained once by ``squeeze``
-(or ``--teacher``). One process runs ``python -m fastdistill delt ...``; N processes run the same command under
-``python -m torch.distributed.run --standalone --nproc-per-node N`` (gloo). The recover throughput is the run's
-image-iterations (summary.json) over its recover seconds (the slowest rank's); the whole run's wall time (teacher
-loading, the scoring pass, recover, writing) is reported too. Every run must write the same distilled images as the
-first one-process run (checked, byte for byte). Runs alternate 1, N, 1, N, ... ``--repeats`` times; the medians are
-reported with the load average before and after.
+``--job delt``: ``delt`` on digits (default: IPC 20 in groups of 10, i.e. 20 groups, 500 iterations in rounds of
+125) with a tiny teacher trained once by ``squeeze`` (or ``--teacher``). One process runs ``python -m fastdistill delt
+...``; N processes run the same command under ``python -m torch.distributed.run --standalone --nproc-per-node N``
+(gloo). The recover throughput is the run's image-iterations (summary.json) over its recover seconds (the slowest
+rank's); the whole run's wall time (teacher loading, the scoring pass, recover, writing) is reported too. Every run
+must write the same distilled images as the first one-process run (checked, byte for byte). Runs alternate 1, N, 1,
+N, ... ``--repeats`` times; the medians are reported with the load average before and after.
 
     python benchmarks/bench_distributed.py                    # delt, 1 vs 2 processes, 3 repeats
-    python benchmarks/bench_distributed.py --processes 4 --repeats 1 --ipc 20
+    python benchmarks/bench_distributed.py --dataset fashion-mnist --processes 4 --repeats 1
 
 A further job is one more entry of ``JOBS``: a function ``(args, work) -> (argv, read)`` giving the command's arguments
 for an output folder and a reader of the finished run's ``(work_units, seconds, unit name)``.
@@ -84,11 +84,11 @@ def main() -> None:
     p.add_argument("--job", choices=sorted(JOBS), default="delt")
     p.add_argument("--processes", type=int, default=2, help="processes of the parallel runs")
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--dataset", default="fashion-mnist")
+    p.add_argument("--dataset", default="digits")
     p.add_argument("--teacher", help="teacher folder (default: one epoch of squeeze, trained once)")
-    p.add_argument("--ipc", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=10, help="images per DELT group (100 images -> 10 groups)")
-    p.add_argument("--iterations", type=int, default=250)
+    p.add_argument("--ipc", type=int, default=20)
+    p.add_argument("--batch-size", type=int, default=10, help="images per DELT group (digits IPC 20: 20 groups)")
+    p.add_argument("--iterations", type=int, default=500)
     p.add_argument("--round-iterations", type=int, default=125)
     p.add_argument("--work", help="folder for the runs (default: a temporary one)")
     args = p.parse_args()

@@ -103,12 +103,16 @@ def run(options: Options) -> int:
                                f"{cfg.eval_protocols!r}")
     fmt = teacher_format(options.teacher, options.teacher_format)
     ds = load_run_dataset(options)
-    smallest = int(ds.train.counts(ds.info.num_classes).min())
-    if cfg.ipc > smallest:
-        raise FastDistillError(f"--ipc {cfg.ipc} is larger than the smallest class of {ds.info.name} ({smallest} "
-                               f"training images); use --ipc {smallest} or fewer")
-    given, meta = distributed.agree(lambda: check_teacher(ds, options.teacher, device, options.teacher_weights,
-                                                          options.teacher_format) if options.teacher else (None, {}))
+
+    def check_inputs() -> tuple:  # under torchrun every rank checks; one failing stops all with one line
+        smallest = int(ds.train.counts(ds.info.num_classes).min())
+        if cfg.ipc > smallest:
+            raise FastDistillError(f"--ipc {cfg.ipc} is larger than the smallest class of {ds.info.name} ({smallest} "
+                                   f"training images); use --ipc {smallest} or fewer")
+        return (check_teacher(ds, options.teacher, device, options.teacher_weights, options.teacher_format)
+                if options.teacher else (None, {}))
+
+    given, meta = distributed.agree(check_inputs)
     run_dir = prepare_run_dir(options.output, f"delt-{options.dataset}", options.resume)
     teacher = options.teacher or str(run_dir / "teacher")  # without --teacher, one is trained into the run
     inputs = {"teacher": teacher_fingerprint(options.teacher, run_dir, options.teacher_weights,
