@@ -92,7 +92,7 @@ def run_delt(ds: Dataset, cfg: DELTConfig, run_dir: Path, device: torch.device, 
 
     halved: list[int] = []
     ran: list[int] = []
-    run_launches(launches, run_launch, on_halve=halved.append)
+    distributed.agree(lambda: run_launches(launches, run_launch, on_halve=halved.append))  # one rank fails: all stop
     bar.close()
     ranks = distributed.gather({"launches": len(ran), "recover_seconds": recovered_time, "halved": halved,
                                 "sizing": None if sizing is None else asdict(sizing)})  # every group is saved
@@ -143,22 +143,22 @@ def _selection(ds: Dataset, cfg: DELTConfig, teacher: nn.Module, run_dir: Path, 
     back from the run folder by rank 0), selected by rank 0 and saved; every rank gets rank 0's answer."""
     sel_file, chunk_dir = run_dir / "progress" / "selection.pt", run_dir / "progress" / "scores"
     w = distributed.world()
-    saved = distributed.broadcast(torch_load_checkpoint(sel_file) is not None if w.main else None)
-    if not saved:
+    saved = torch_load_checkpoint(sel_file) if w.main else None
+    if not distributed.broadcast(saved is not None):
         prepare = selection_input(ds, cfg.mode)
         if w.size == 1:
             scores, labels = score_split(teacher, ds.train, prepare, chunk_dir, progress=progress)
         else:
             positions = distributed.deal(range(len(chunk_starts(len(ds.train)))), w)
-            score_chunks(teacher, ds.train, prepare, chunk_dir, positions, progress=progress,
-                         desc=f"{w.tag}scoring train images")
-            distributed.barrier()  # every chunk is saved
+            distributed.agree(lambda: score_chunks(teacher, ds.train, prepare, chunk_dir, positions,
+                                                   progress=progress, desc=f"{w.tag}scoring train images"))
+            # every rank's chunks are saved (or every rank stops with the first one's error)
 
     def select() -> list[torch.Tensor] | None:
         if not w.main:
             return None
-        if saved:
-            return torch_load_checkpoint(sel_file)["chosen"]
+        if saved is not None:
+            return saved["chosen"]
         s, y = (scores, labels) if w.size == 1 else read_scores(chunk_dir, len(ds.train))
         chosen = select_initial(s, y, ds.info.num_classes, cfg.ipc, cfg.selection, generator(cfg.seed))
         torch_save(sel_file, {"chosen": chosen, "scores": s})
