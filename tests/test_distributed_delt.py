@@ -68,6 +68,17 @@ def test_deal_by_cost_balances_and_keeps_order():
     assert distributed.deal(items, distributed.World(0, 1), cost=costs.__getitem__) == items
 
 
+def test_cpu_launch_budget_is_split_between_the_nodes_processes(monkeypatch):
+    from fastdistill.methods.delt import launch_memory
+
+    monkeypatch.setattr(launch_memory, "_available_ram", lambda: 8 << 30)
+    alone = launch_memory.memory_budget(torch.device("cpu"))
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert launch_memory.memory_budget(torch.device("cpu")) == alone // 2
+
+
 def test_score_chunks_dealt_to_ranks_read_back_equal_one_pass(tmp_path):
     torch.manual_seed(0)
     split = Split((torch.rand(23, 1, 4, 4) * 255).to(torch.uint8), torch.randint(0, 3, (23,)))
