@@ -10,7 +10,7 @@ import torch
 
 from fastdistill.commands._options import as_config, option, result_keys
 from fastdistill.commands.rundir import check_resume_config, write_config
-from fastdistill.data import DATASET_SPECS, Dataset
+from fastdistill.data import DATASET_SPECS, Dataset, load_dataset
 from fastdistill.errors import FastDistillError
 from fastdistill.models.reference_teachers import REFERENCE_FORMATS
 from fastdistill.models.teacher import TEACHER_FORMATS, teacher_files, teacher_format
@@ -98,6 +98,21 @@ def record_run(run_dir: Path, command: str, options: RunOptions, device: torch.d
 def access_kwargs(options: AccessOptions) -> dict:
     """The ``load_dataset`` keywords of ``options``."""
     return {"workers": options.workers, "cache_dir": options.cache_dir, "skip_corrupt": options.skip_corrupt}
+
+
+def load_run_dataset(options: RunOptions) -> Dataset:
+    """The dataset ``options`` name. Under torchrun every rank loads it (rank 0 first when it may download), and a
+    rank that cannot (a data root it does not see) stops every rank with its one-line error."""
+    def load() -> Dataset:
+        return load_dataset(options.dataset, options.data_root, options.download, options.image_size,
+                            **access_kwargs(options))
+
+    if not options.download:
+        return distributed.agree(load)
+    main = distributed.is_main()
+    first = distributed.agree(load if main else lambda: None)
+    later = distributed.agree(lambda: None if main else load())
+    return first if main else later
 
 
 def report_skipped(dataset: Dataset) -> None:

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from fastdistill.commands._common import (
     RunOptions,
-    access_kwargs,
     data_fingerprint,
+    load_run_dataset,
     record_run,
     report_skipped,
     resolve_device,
@@ -17,7 +17,6 @@ from fastdistill.commands._common import (
 )
 from fastdistill.commands._options import as_config, option
 from fastdistill.commands.rundir import prepare_run_dir
-from fastdistill.data import load_dataset
 from fastdistill.errors import FastDistillError
 from fastdistill.eval.harness import evaluate_distilled, write_results
 from fastdistill.eval.protocols import PROTOCOLS
@@ -28,6 +27,7 @@ from fastdistill.pipelines.delt.pipeline import run_delt
 from fastdistill.pipelines.delt.teacher import check_teacher
 from fastdistill.pipelines.outputs import load_distilled
 from fastdistill.report import write_run_report
+from fastdistill.utils import distributed
 from fastdistill.utils.io import read_json
 from fastdistill.utils.seed import seed_everything
 
@@ -102,14 +102,17 @@ def run(options: Options) -> int:
         raise FastDistillError(f"--eval-protocols takes a comma-separated subset of {','.join(PROTOCOLS)}, got "
                                f"{cfg.eval_protocols!r}")
     fmt = teacher_format(options.teacher, options.teacher_format)
-    ds = load_dataset(options.dataset, options.data_root, options.download, options.image_size,
-                      **access_kwargs(options))
-    smallest = int(ds.train.counts(ds.info.num_classes).min())
-    if cfg.ipc > smallest:
-        raise FastDistillError(f"--ipc {cfg.ipc} is larger than the smallest class of {ds.info.name} ({smallest} "
-                               f"training images); use --ipc {smallest} or fewer")
-    given, meta = (check_teacher(ds, options.teacher, device, options.teacher_weights, options.teacher_format)
-                   if options.teacher else (None, {}))
+    ds = load_run_dataset(options)
+
+    def check_inputs() -> tuple:  # under torchrun every rank checks; one failing stops all with one line
+        smallest = int(ds.train.counts(ds.info.num_classes).min())
+        if cfg.ipc > smallest:
+            raise FastDistillError(f"--ipc {cfg.ipc} is larger than the smallest class of {ds.info.name} ({smallest} "
+                                   f"training images); use --ipc {smallest} or fewer")
+        return (check_teacher(ds, options.teacher, device, options.teacher_weights, options.teacher_format)
+                if options.teacher else (None, {}))
+
+    given, meta = distributed.agree(check_inputs)
     run_dir = prepare_run_dir(options.output, f"delt-{options.dataset}", options.resume)
     teacher = options.teacher or str(run_dir / "teacher")  # without --teacher, one is trained into the run
     inputs = {"teacher": teacher_fingerprint(options.teacher, run_dir, options.teacher_weights,
@@ -126,9 +129,13 @@ def run(options: Options) -> int:
     else:
         out = run_delt(ds, cfg, run_dir, device, teacher_path=options.teacher, teacher=given)
         s, eval_teacher = out["summary"], out["teacher"]
-        saving = 100 * (1 - s["image_iterations"] / s["image_iterations_without_earlylate"])
-        print(f"DELT: {s['images']} images ({cfg.ipc}/class) in {s['recover_seconds']:.0f}s of recovery, "
-              f"{s['image_iterations']:,} image-iterations ({saving:.1f}% fewer than without EarlyLate) -> {run_dir}")
+        if s is not None:  # rank 0
+            saving = 100 * (1 - s["image_iterations"] / s["image_iterations_without_earlylate"])
+            print(f"DELT: {s['images']} images ({cfg.ipc}/class) in {s['recover_seconds']:.0f}s of recovery, "
+                  f"{s['image_iterations']:,} image-iterations ({saving:.1f}% fewer than without EarlyLate) -> "
+                  f"{run_dir}")
+    if not distributed.is_main():  # rank 0 evaluates and writes the report
+        return 0
     if not options.no_eval:
         record = load_distilled(run_dir)
         results = evaluate_distilled(record["images"], record["labels"], ds, teacher=eval_teacher,

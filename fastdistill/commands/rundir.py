@@ -57,7 +57,16 @@ def _open_run_dir(output: str | None, command: str, resume: bool) -> Path:
     if resume and not (path / CONFIG).exists():
         raise FastDistillError(f"--resume: {path} holds no interrupted run (no {CONFIG}); drop --resume to start one")
     _HELD.enter_context(run_lock(path))
+    if resume:
+        _remove_partial_files(path)
     return path
+
+
+def _remove_partial_files(path: Path) -> None:
+    """Remove the temporary files (``.NAME.*.tmp``) of writes cut short in a run that was killed."""
+    for tmp in path.rglob(".*.tmp"):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
 
 
 def _holds_work(path: Path) -> bool:

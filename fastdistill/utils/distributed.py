@@ -114,10 +114,26 @@ def local_device(device: torch.device) -> torch.device:
     return device
 
 
-def deal(items: Sequence[T], w: World | None = None) -> list[T]:
-    """This rank's share of ``items``: every ``size``-th item from position ``rank`` (round robin, by position)."""
+def local_processes() -> int:
+    """How many processes of the job run on this node (``LOCAL_WORLD_SIZE``; 1 without torchrun)."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", 1)) if launched() else 1
+
+
+def deal(items: Sequence[T], w: World | None = None, cost: Callable[[T], float] | None = None) -> list[T]:
+    """This rank's share of ``items``: every ``size``-th item from position ``rank`` (round robin, by position).
+
+    With ``cost``, balanced instead: items from the most to the least costly (ties by position) each go to the rank
+    with the least cost so far (the lowest such rank); the share keeps the items' order.
+    """
     w = w or world()
-    return list(items[w.rank::w.size])
+    if cost is None or w.size == 1:
+        return list(items[w.rank::w.size])
+    load = [0.0] * w.size
+    owner = [0] * len(items)
+    for i in sorted(range(len(items)), key=lambda i: (-cost(items[i]), i)):
+        owner[i] = min(range(w.size), key=lambda r: (load[r], r))
+        load[owner[i]] += cost(items[i])
+    return [item for item, r in zip(items, owner, strict=True) if r == w.rank]
 
 
 def barrier() -> None:

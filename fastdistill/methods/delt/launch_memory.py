@@ -9,8 +9,9 @@ what the launch needs whatever its size (weights, autocast's weight copies, kern
   plus :data:`CPU_STATE_COPIES` image-sized fp32 tensors per row for recover's own state (images, Adam moments,
   gradient buffer, gathered and cropped copies).
 The budget is a fraction of free memory: ``torch.cuda.mem_get_info`` plus the allocator's unused cache on CUDA,
-``MemAvailable`` of ``/proc/meminfo`` on the CPU; ``FASTDISTILL_LAUNCH_MEMORY`` (bytes, ``K``/``M``/``G`` suffixes)
-sets the budget instead, e.g. to share a device or to test small launches.
+``MemAvailable`` of ``/proc/meminfo`` on the CPU (split between the node's torchrun processes);
+``FASTDISTILL_LAUNCH_MEMORY`` (bytes, ``K``/``M``/``G`` suffixes) sets the budget instead, e.g. to share a device or to
+test small launches.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from fastdistill.methods.delt.config import DELTConfig
 from fastdistill.methods.delt.planning import Group
 from fastdistill.methods.delt.recover import recover
 from fastdistill.methods.delt.schedule import GroupSchedule
+from fastdistill.utils.distributed import local_processes
 
 BUDGET_ENV = "FASTDISTILL_LAUNCH_MEMORY"
 CUDA_FRACTION, CPU_FRACTION = 0.8, 0.5  # of free memory; the rest is headroom (fragmentation, other processes)
@@ -75,7 +77,7 @@ def memory_budget(device: torch.device) -> int:
         free, _ = torch.cuda.mem_get_info(device)
         cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
         return int(CUDA_FRACTION * (free + cached))
-    return int(CPU_FRACTION * _available_ram())
+    return int(CPU_FRACTION * _available_ram()) // local_processes()
 
 
 def _iteration_bytes(x0: torch.Tensor, labels: torch.Tensor, groups: int, teacher: nn.Module, cfg: DELTConfig,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 import torch
@@ -54,6 +54,72 @@ def _load_chunk(path: Path, start: int, stop: int) -> dict | None:
     return saved if ok else None
 
 
+def chunk_starts(n: int, batch_size: int = SCORE_BATCH, chunk_batches: int = CHUNK_BATCHES) -> list[int]:
+    """First image of each resumable chunk of scores (a chunk is ``chunk_batches`` batches of ``batch_size``)."""
+    return list(range(0, n, batch_size * chunk_batches))
+
+
+def _chunk_file(chunk_dir: Path, start: int) -> Path:
+    return chunk_dir / f"scores_{start:010d}.pt"
+
+
+def score_chunks(teacher: nn.Module, split: Split, prepare: Callable[[torch.Tensor], torch.Tensor],
+                 chunk_dir: Path | None = None, positions: Collection[int] | None = None,
+                 batch_size: int = SCORE_BATCH, chunk_batches: int = CHUNK_BATCHES, progress: bool = True,
+                 desc: str = "scoring train images") -> dict[int, dict]:
+    """Score the chunks at ``positions`` (default: all) in streamed passes over ``split.batches``; returns them by
+    position. With ``chunk_dir`` each chunk is saved there, and one already saved (and readable) is not scored again.
+
+    A chunk's batches start at the chunk's first image, so its scores do not depend on which chunks one process
+    scores (the chunks of a split can be dealt to several processes and gathered through ``chunk_dir``).
+    """
+    n, chunk = len(split), batch_size * chunk_batches
+    starts = chunk_starts(n, batch_size, chunk_batches)
+    wanted = sorted(set(range(len(starts)) if positions is None else positions))
+    parts: dict[int, dict] = {}
+    for k in wanted:
+        if chunk_dir is not None and (saved := _load_chunk(_chunk_file(chunk_dir, starts[k]), starts[k],
+                                                           min(starts[k] + chunk, n))) is not None:
+            parts[k] = saved
+    total = sum(min(starts[k] + chunk, n) - starts[k] for k in wanted)
+    done = sum(p["stop"] - p["start"] for p in parts.values())
+    todo = [k for k in wanted if k not in parts]
+    with tqdm(total=total, initial=done, unit="img", desc=desc, disable=not progress) as bar:
+        i = 0
+        while i < len(todo):
+            last = i  # one pass over a run of consecutive chunks
+            while last + 1 < len(todo) and todo[last + 1] == todo[last] + 1:
+                last += 1
+            k, scores, labels = todo[i], [], []
+            for offset, images, y in split.batches(batch_size, starts[todo[i]], min(starts[todo[last]] + chunk, n)):
+                scores.append(true_class_probability(teacher, images, y, prepare))
+                labels.append(y.clone())
+                bar.update(len(y))
+                end = offset + len(y)
+                if end == min(starts[k] + chunk, n):
+                    parts[k] = {"start": starts[k], "stop": end, "scores": torch.cat(scores),
+                                "labels": torch.cat(labels)}
+                    if chunk_dir is not None:
+                        torch_save(_chunk_file(chunk_dir, starts[k]), parts[k])
+                    scores, labels, k = [], [], k + 1
+            i = last + 1
+    return parts
+
+
+def read_scores(chunk_dir: Path, n: int, batch_size: int = SCORE_BATCH, chunk_batches: int = CHUNK_BATCHES
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(scores, labels)`` of all ``n`` images from the chunk files in ``chunk_dir`` (saved by :func:`score_chunks`,
+    possibly by other processes); a missing or unreadable chunk is a one-line error."""
+    chunk, parts = batch_size * chunk_batches, []
+    for a in chunk_starts(n, batch_size, chunk_batches):
+        part = _load_chunk(_chunk_file(chunk_dir, a), a, min(a + chunk, n))
+        if part is None:
+            raise FastDistillError(f"the scores of train images {a}:{min(a + chunk, n)} are missing from {chunk_dir}; "
+                                   "every rank must see the run folder (--output on a shared file system)")
+        parts.append(part)
+    return torch.cat([p["scores"] for p in parts]), torch.cat([p["labels"] for p in parts])
+
+
 def score_split(teacher: nn.Module, split: Split, prepare: Callable[[torch.Tensor], torch.Tensor],
                 chunk_dir: Path | None = None, batch_size: int = SCORE_BATCH, chunk_batches: int = CHUNK_BATCHES,
                 progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,35 +129,9 @@ def score_split(teacher: nn.Module, split: Split, prepare: Callable[[torch.Tenso
     joins a class). With ``chunk_dir`` every ``chunk_batches`` batches are saved there and a chunk already saved (and
     readable) is not scored again.
     """
-    n, chunk = len(split), batch_size * chunk_batches
-    starts = list(range(0, n, chunk))
-    parts: list[dict | None] = [None] * len(starts)
-    files = [None if chunk_dir is None else chunk_dir / f"scores_{a:010d}.pt" for a in starts]
-    for k, (a, f) in enumerate(zip(starts, files, strict=True)):
-        parts[k] = None if f is None else _load_chunk(f, a, min(a + chunk, n))
-    done = sum(p["stop"] - p["start"] for p in parts if p is not None)
-    with tqdm(total=n, initial=done, unit="img", desc="scoring train images", disable=not progress) as bar:
-        k = 0
-        while k < len(starts):
-            if parts[k] is not None:
-                k += 1
-                continue
-            last = k
-            while last + 1 < len(starts) and parts[last + 1] is None:
-                last += 1
-            scores, labels = [], []
-            for offset, images, y in split.batches(batch_size, starts[k], min(starts[last] + chunk, n)):
-                scores.append(true_class_probability(teacher, images, y, prepare))
-                labels.append(y.clone())
-                bar.update(len(y))
-                end = offset + len(y)
-                if end == min(starts[k] + chunk, n):
-                    parts[k] = {"start": starts[k], "stop": end, "scores": torch.cat(scores),
-                                "labels": torch.cat(labels)}
-                    if files[k] is not None:
-                        torch_save(files[k], parts[k])
-                    scores, labels, k = [], [], k + 1
-    return torch.cat([p["scores"] for p in parts]), torch.cat([p["labels"] for p in parts])
+    parts = score_chunks(teacher, split, prepare, chunk_dir, None, batch_size, chunk_batches, progress)
+    ordered = [parts[k] for k in sorted(parts)]
+    return torch.cat([p["scores"] for p in ordered]), torch.cat([p["labels"] for p in ordered])
 
 
 def medium_order(n: int, ipc: int) -> list[int]:

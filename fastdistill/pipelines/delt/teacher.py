@@ -12,6 +12,7 @@ from fastdistill.errors import FastDistillError
 from fastdistill.methods.delt.config import DELTConfig
 from fastdistill.models.teacher import load_teacher, save_teacher
 from fastdistill.pipelines.squeeze import SqueezeConfig, teacher_accuracy, train_teacher
+from fastdistill.utils import distributed
 
 SANITY_IMAGES = 500  # test images a loaded teacher is checked on
 SANITY_FACTOR = 2.0  # a teacher must beat chance (100 / classes %) by this factor: else its class order is wrong
@@ -19,15 +20,25 @@ SANITY_FACTOR = 2.0  # a teacher must beat chance (100 / classes %) by this fact
 
 def obtain_teacher(ds: Dataset, teacher_path: str | None, run_dir: Path, cfg: DELTConfig,
                    device: torch.device) -> tuple[nn.Module, str]:
-    """Load ``teacher_path``; without one, reuse or train ``run_dir/teacher`` with the squeeze defaults."""
+    """Load ``teacher_path``; without one, reuse or train ``run_dir/teacher`` with the squeeze defaults.
+
+    Under torchrun rank 0 alone trains the teacher (exactly as one process would) while the others wait, then every
+    rank loads and checks it.
+    """
     if teacher_path is None:
         teacher_path = str(run_dir / "teacher")
-        if not (run_dir / "teacher" / "teacher.json").exists():
-            print(f"no --teacher given: training a {cfg.teacher_arch} teacher on {ds.info.name} into {teacher_path}")
-            model, result = train_teacher(ds, SqueezeConfig(arch=cfg.teacher_arch, seed=cfg.seed), device)
-            save_teacher(teacher_path, model, cfg.teacher_arch, ds.info, test_accuracy=result["test_accuracy"],
-                         epochs=result["epochs"], seed=cfg.seed)
-    return check_teacher(ds, teacher_path, device)[0], teacher_path
+
+        def train() -> None:
+            if distributed.is_main() and not (run_dir / "teacher" / "teacher.json").exists():
+                print(f"no --teacher given: training a {cfg.teacher_arch} teacher on {ds.info.name} into "
+                      f"{teacher_path}")
+                model, result = train_teacher(ds, SqueezeConfig(arch=cfg.teacher_arch, seed=cfg.seed), device,
+                                              ranks=distributed.World())  # alone
+                save_teacher(teacher_path, model, cfg.teacher_arch, ds.info, test_accuracy=result["test_accuracy"],
+                             epochs=result["epochs"], seed=cfg.seed)
+
+        distributed.agree(train)
+    return distributed.agree(lambda: check_teacher(ds, teacher_path, device)[0]), teacher_path
 
 
 def check_teacher(ds: Dataset, teacher_path: str, device: torch.device, weights: str | None = None,
