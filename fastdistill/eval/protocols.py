@@ -272,3 +272,15 @@ def protocol_staging(name: str, num_images: int, stage: torch.Tensor | None,
                                    "in distilled.pt), and this run has none: pass --lr, or use --protocol dc")
         return torch.ones(num_images, dtype=torch.int64), [float(learned[-1])]
     return None, None
+
+
+def check_named_protocol(name: str | None, teacher: bool, lr_given: bool) -> None:
+    """Refuse, before a pipeline starts, a named evaluation protocol it could not run at its end: a soft-label one
+    without a teacher, ``mtt`` without a learned or given learning rate (pipelines other than MTT record none)."""
+    if name is None:
+        return
+    if name not in NAMED_PROTOCOLS:
+        raise unknown_protocol(name)
+    if NAMED_PROTOCOLS[name] == "soft" and not teacher:
+        raise FastDistillError(f"protocol {name!r} trains with soft labels and needs a teacher (pass --teacher DIR)")
+    protocol_staging(name, 1, None, None, lr_given)
