@@ -64,8 +64,8 @@ class Options(AccessOptions):
                                         "Evaluation)", choices=list(NAMED_PROTOCOLS))
     seeds: int = option(3, "students per protocol and set", ge=1)
     seed: int = option(0, "first seed (seeds are SEED, SEED+1, ...)")
-    epochs: int | None = option(None, "epochs per student (default: 300; fewer for tiny datasets, see the README)",
-                                ge=1)
+    epochs: int | None = option(None, "epochs per student (default: 300, fewer for tiny datasets, see the README; "
+                                      "with --protocol its paper's)", ge=1)
     lr: float | None = option(None, "student learning rate for every student (default: the reference's for "
                                     "each architecture, else the protocol's)", gt=0)
     student: str | None = option(None, "student architecture for every protocol (default: convnet3 hard, "
