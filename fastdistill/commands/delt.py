@@ -19,7 +19,7 @@ from fastdistill.commands._options import as_config, option
 from fastdistill.commands.rundir import prepare_run_dir
 from fastdistill.errors import FastDistillError
 from fastdistill.eval.harness import evaluate_distilled, write_results
-from fastdistill.eval.protocols import PROTOCOLS
+from fastdistill.eval.protocols import NAMED_PROTOCOLS, PROTOCOLS, check_named_protocol, protocol_staging
 from fastdistill.methods.delt.config import MODES, PRECISIONS, DELTConfig, validate
 from fastdistill.methods.delt.selection import MODES as SELECTION_MODES
 from fastdistill.models.teacher import teacher_format
@@ -80,6 +80,8 @@ class Options(RunOptions):
     eval_epochs: int | None = option(None, "student epochs (default per dataset and protocol)", ge=1)
     eval_protocols: str | None = option(
         None, "comma-separated subset of hard,soft (default per dataset: hard,soft; fashion-mnist: soft)")
+    eval_protocol: str | None = option(None, "a named protocol for the evaluation instead of --eval-protocols (as "
+                                             "evaluate --protocol)", choices=list(NAMED_PROTOCOLS))
     eval_lr: float | None = option(None, "student learning rate (default: the protocol's)", gt=0)
     eval_feature_model: str | None = option(None, "model whose penultimate features measure diversity: a teacher "
                                                   "folder, torchvision:NAME or pixels (default: the teacher)")
@@ -101,6 +103,10 @@ def run(options: Options) -> int:
     if not options.no_eval and (not protocols or any(p not in PROTOCOLS for p in protocols)):
         raise FastDistillError(f"--eval-protocols takes a comma-separated subset of {','.join(PROTOCOLS)}, got "
                                f"{cfg.eval_protocols!r}")
+    if not options.no_eval and options.eval_protocol is not None:
+        if options.eval_protocols is not None:
+            raise FastDistillError("pass either --eval-protocol NAME or --eval-protocols hard,soft, not both")
+        check_named_protocol(options.eval_protocol, True, options.eval_lr is not None)  # DELT always has a teacher
     fmt = teacher_format(options.teacher, options.teacher_format)
     ds = load_run_dataset(options)
 
@@ -138,10 +144,14 @@ def run(options: Options) -> int:
         return 0
     if not options.no_eval:
         record = load_distilled(run_dir)
+        named = options.eval_protocol
+        stages, stage_lrs = (None, None) if named is None else \
+            protocol_staging(named, int(record["labels"].numel()), None, None, options.eval_lr is not None)
         results = evaluate_distilled(record["images"], record["labels"], ds, teacher=eval_teacher,
                                      protocols=protocols, seeds=options.eval_seeds, base_seed=options.seed,
-                                     epochs=cfg.eval_epochs, device=device, lr=options.eval_lr,
-                                     feature_model=options.eval_feature_model, full_data="cached")
+                                     epochs=cfg.eval_epochs if named is None else options.eval_epochs,
+                                     device=device, lr=options.eval_lr, feature_model=options.eval_feature_model,
+                                     full_data="cached", protocol=named, stages=stages, stage_lrs=stage_lrs)
         results["run"] = str(run_dir)
         write_results(run_dir, results)
     report_skipped(ds)

@@ -9,6 +9,9 @@ A ``stage`` tensor in ``distilled.pt`` (stage index per image, PDD) makes the ev
 per-stage learning rates of ``eval_lr`` (if recorded) for the hard protocol on the distilled set. Every finished
 student's result is kept in ``RUN_DIR/progress/evaluate``; ``--resume`` reuses them after an interruption.
 ``--soft-labels stored`` trains the soft-label students from the labels ``relabel`` stored, without the teacher.
+``--protocol NAME`` trains under a paper's named protocol instead (:data:`fastdistill.eval.protocols.NAMED_PROTOCOLS`:
+its label kind, augmentation, epochs, optimizer, batch rule, schedule, best-of or final); ``pdd`` evaluates a staged
+run progressively with its learned per-stage rates, ``mtt`` uses the run's learned rate, the others the whole set.
 Under torchrun the students are dealt to the ranks and rank 0 writes the gathered table (the same as one process's).
 """
 
@@ -33,7 +36,7 @@ from fastdistill.data import load_dataset
 from fastdistill.errors import FastDistillError
 from fastdistill.eval.ddranking import CACHE_ENV, FULL_DATA_MODES
 from fastdistill.eval.harness import evaluate_distilled, write_results
-from fastdistill.eval.protocols import PROTOCOLS
+from fastdistill.eval.protocols import NAMED_PROTOCOLS, PROTOCOLS, protocol_staging
 from fastdistill.eval.relabel import StoredLabels
 from fastdistill.eval.students import parse_students
 from fastdistill.models.teacher import teacher_format
@@ -58,10 +61,13 @@ class Options(AccessOptions):
     teacher_format: str | None = teacher_format_option()
     protocols: str | None = option(None, f"comma-separated subset of {','.join(PROTOCOLS)} (default: both; soft "
                                          "needs a teacher)")
+    protocol: str | None = option(None, "a paper's named protocol instead of --protocols: label kind, augmentation, "
+                                        "epochs, optimizer, batch rule, LR schedule, best-of or final (README: "
+                                        "Evaluation)", choices=list(NAMED_PROTOCOLS))
     seeds: int = option(3, "students per protocol and set", ge=1)
     seed: int = option(0, "first seed (seeds are SEED, SEED+1, ...)")
-    epochs: int | None = option(None, "epochs per student (default: 300; fewer for tiny datasets, see the README)",
-                                ge=1)
+    epochs: int | None = option(None, "epochs per student (default: 300, fewer for tiny datasets, see the README; "
+                                      "with --protocol its paper's)", ge=1)
     lr: float | None = option(None, "student learning rate for every student (default: the reference's for "
                                     "each architecture, else the protocol's)", gt=0)
     student: str | None = option(None, "student architecture for every protocol (default: convnet3 hard, "
@@ -133,6 +139,10 @@ def run(args: Options) -> int:
     record, config = read_finished_run(run_dir)
     recorded = record["dataset"]
     protocols, explicit = _parse_protocols(args.protocols)
+    if args.protocol is not None:
+        if args.protocols is not None:
+            raise FastDistillError("pass either --protocol NAME (a named recipe) or --protocols hard,soft, not both")
+        protocols, explicit = (NAMED_PROTOCOLS[args.protocol],), True
     students = parse_students(args.students)
     if students and args.student:
         raise FastDistillError("pass either --student or --students, not both")
@@ -161,6 +171,9 @@ def run(args: Options) -> int:
 
     stage = record.get("stage") if isinstance(record.get("stage"), torch.Tensor) else None
     stage_lrs = record.get("eval_lr") if stage is not None else None
+    if args.protocol is not None:
+        stage, stage_lrs = protocol_staging(args.protocol, int(record["labels"].numel()), stage,
+                                            record.get("eval_lr"), args.lr is not None)
     results = evaluate_distilled(record["images"], record["labels"], dataset, teacher=teacher, stored_labels=stored,
                                  protocols=protocols, seeds=args.seeds, base_seed=args.seed, epochs=args.epochs,
                                  student=args.student, students=students, device=device, stages=stage,
@@ -169,6 +182,7 @@ def run(args: Options) -> int:
                                  teacher_weights=weights, teacher_format=fmt, feature_model=args.feature_model,
                                  feature_weights=args.feature_weights, full_data=args.full_data,
                                  full_data_epochs=args.full_data_epochs, cache_dir=args.cache_dir, ars=args.ars,
+                                 protocol=args.protocol,
                                  all_ranks=True)
     results["run"] = str(run_dir)
     results["options"] = as_config(args)

@@ -18,6 +18,7 @@ from fastdistill.commands._common import (
     teacher_format_option,
 )
 from fastdistill.commands._options import option
+from fastdistill.eval.protocols import NAMED_PROTOCOLS, check_named_protocol, protocol_staging
 from fastdistill.models.teacher import teacher_format
 from fastdistill.utils import distributed
 from fastdistill.utils.fingerprint import files_sha256
@@ -68,6 +69,8 @@ class Options(RunOptions):
     no_eval: bool = option(False, "skip the evaluation at the end")
     eval_seeds: int = option(3, "students per evaluated set", ge=1)
     eval_epochs: int | None = option(None, "student epochs (default per protocol)", ge=1)
+    eval_protocol: str | None = option(None, "a named protocol for the evaluation instead of hard and soft (as "
+                                             "evaluate --protocol)", choices=list(NAMED_PROTOCOLS))
     eval_lr: float | None = option(None, "student learning rate (default: the protocol's)", gt=0)
     eval_feature_model: str | None = option(None, "model whose penultimate features measure diversity: a teacher "
                                                   "folder, torchvision:NAME or pixels (default: --teacher)")
@@ -77,14 +80,18 @@ def _evaluate(run_dir: Path, record: dict, data, args: Options, device) -> None:
     from fastdistill.eval.harness import evaluate_distilled, write_results
 
     protocols = ("hard", "soft") if args.teacher else ("hard",)
-    if not args.teacher:
+    named = args.eval_protocol
+    if not args.teacher and named is None:
         print("note: soft-label protocol skipped: no teacher (pass --teacher DIR from `fastdistill squeeze`)")
+    stages, stage_lrs = (None, None) if named is None else \
+        protocol_staging(named, int(record["labels"].numel()), None, None, args.eval_lr is not None)
     results = evaluate_distilled(record["images"], record["labels"], data, teacher=args.teacher, protocols=protocols,
                                  seeds=args.eval_seeds, epochs=args.eval_epochs, device=device, lr=args.eval_lr,
                                  teacher_weights=args.teacher_weights, teacher_format=args.teacher_format,
-                                 feature_model=args.eval_feature_model, full_data="cached", all_ranks=True)
+                                 feature_model=args.eval_feature_model, full_data="cached", protocol=named,
+                                 stages=stages, stage_lrs=stage_lrs, all_ranks=True)
     results["run"] = str(run_dir)
-    if not args.teacher:
+    if not args.teacher and named is None:
         results.setdefault("skipped", {})["soft"] = "no teacher (pass --teacher DIR)"
     if distributed.is_main():
         write_results(run_dir, results)
@@ -108,6 +115,8 @@ def run(args: Options) -> int:
 
     require_diffusers()
     teacher_format(args.teacher, args.teacher_format)  # a format without a teacher, or the wrong one: refused now
+    if not args.no_eval:
+        check_named_protocol(args.eval_protocol, args.teacher is not None, args.eval_lr is not None)
     device = resolve_device(args.device)
     gen = load_generator(args.diffusion, args.vae, device, resolve_dtype(args.dtype, device))
     image_size = args.image_size

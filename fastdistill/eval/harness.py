@@ -36,7 +36,7 @@ from fastdistill.errors import FastDistillError
 from fastdistill.eval.ddranking import FULL_DATA_MODES, full_data_accuracy, score_row
 from fastdistill.eval.ddranking import REFERENCE as DD_RANKING_REFERENCE
 from fastdistill.eval.diversity import FeatureModel, diversity_results, load_feature_model
-from fastdistill.eval.protocols import PROTOCOLS, make_protocol
+from fastdistill.eval.protocols import NAMED_PROTOCOLS, PROTOCOLS, make_protocol, named_protocol, unknown_protocol
 from fastdistill.eval.students import SOURCE as REFERENCE_LR_SOURCE
 from fastdistill.eval.students import reference_lr
 from fastdistill.eval.trainer import StudentTrainer
@@ -105,6 +105,8 @@ def _summary(runs: list[dict]) -> dict:
     out: dict = {"mean": mean, "std": std}
     if all("best_top1" in r for r in runs):
         out["best_mean"], out["best_std"] = stats([r["best_top1"] for r in runs])
+    if all("final_top1" in r for r in runs):
+        out["final_mean"], out["final_std"] = stats([r["final_top1"] for r in runs])
     out["runs"] = runs
     return out
 
@@ -129,6 +131,8 @@ def _train_one(trainer: StudentTrainer, images: torch.Tensor, labels: torch.Tens
         run["best_top1"] = max(a for _, a in trainer.history)
         run["evaluations"] = len(trainer.history)
         run["curve"]["test_top1"] = [[e, a] for e, a in trainer.history]
+        if trainer.protocol.report == "best":  # the named protocol reports the best; the final epoch's is kept
+            run["final_top1"], run["top1"] = top1, run["best_top1"]
     return run
 
 
@@ -166,7 +170,8 @@ class _PlainTrainer(StudentTrainer):
                 yield x[idx], y[idx]
             else:
                 with torch.no_grad():
-                    yield x[idx], self.teacher(x[idx])
+                    logits = self.teacher(x[idx])
+                yield x[idx], logits  # outside no_grad: the student trains on it
 
 
 def _student_lr(kind: str, arch: str, lr: float | None) -> tuple[float | None, str]:
@@ -211,7 +216,8 @@ def evaluate_distilled(images: torch.Tensor, labels: torch.Tensor, dataset: Data
                        feature_model: str | nn.Module | None = None, feature_weights: str | Path | None = None,
                        full_data: str = "skip", full_data_epochs: int | None = None,
                        cache_dir: str | Path | None = None, ars: bool = False,
-                       stored_labels: StoredLabels | None = None, all_ranks: bool = False) -> dict:
+                       stored_labels: StoredLabels | None = None, all_ranks: bool = False,
+                       protocol: str | None = None) -> dict:
     """Train students on the distilled set and on seeded random real subsets; return a JSON-ready results dict.
 
     images: uint8 [N, C, H, W] (or float pixels in [0, 1]); labels: int64 [N]; dataset: the source
@@ -244,7 +250,14 @@ def evaluate_distilled(images: torch.Tensor, labels: torch.Tensor, dataset: Data
     all_ranks: every torchrun rank calls this; the students (and the full-data and diversity measurements) are dealt
     to the ranks in order and their results gathered, so every rank returns the table one process computes (each
     student is seeded by its seed alone).
+    protocol: a named protocol (:data:`~fastdistill.eval.protocols.NAMED_PROTOCOLS`: ``delt``, ``sre2l``, ...)
+    instead of ``protocols``: its label kind with its recipe (augmentation, epochs unless ``epochs``, optimizer,
+    batch rule, schedule, best-of or final); ``results["protocol_name"]`` and every entry's ``protocol`` record it.
     """
+    if protocol is not None:
+        if protocol not in NAMED_PROTOCOLS:
+            raise unknown_protocol(protocol)
+        protocols = (NAMED_PROTOCOLS[protocol],)
     protocols = tuple(protocols)
     unknown = [p for p in protocols if p not in PROTOCOLS]
     if unknown or not protocols:
@@ -298,8 +311,13 @@ def evaluate_distilled(images: torch.Tensor, labels: torch.Tensor, dataset: Data
 
     def train_pair(kind: str, arch: str, proto, sets: tuple[str, ...] = ("distilled", "random_real"),
                    plain: bool = False) -> dict[str, dict]:
-        eval_every = max(1, proto.epochs // track_best) if track_best > 0 else 0
+        eval_every = proto.eval_every if proto.report == "best" else \
+            max(1, proto.epochs // track_best) if track_best > 0 else 0
         stored = stored_labels if kind == "soft" and not plain else None
+        if stored is not None and proto.name:
+            raise FastDistillError(f"stored soft labels replay the soft protocol's augmentation, not protocol "
+                                   f"{proto.name!r}'s; evaluate --protocol {proto.name} with live labels "
+                                   "(--soft-labels live)")
         if stored is not None:
             stored.check(images, stages, proto, seed_list)
         done: dict[tuple[int, str], dict] = {}
@@ -334,9 +352,10 @@ def evaluate_distilled(images: torch.Tensor, labels: torch.Tensor, dataset: Data
     def protocol_for(kind: str, arch: str):
         ep = epochs.get(kind) if isinstance(epochs, dict) else epochs
         base_lr, source = _student_lr(kind, arch, lr)
-        proto = make_protocol(kind, info, int(labels.numel()), ep, student=arch,
-                              **({} if base_lr is None else {"lr": base_lr}))
-        return proto, source
+        extra = {} if base_lr is None else {"lr": base_lr}
+        if protocol is not None and NAMED_PROTOCOLS[protocol] == kind:
+            return named_protocol(protocol, info, int(labels.numel()), ep, student=arch, **extra), source
+        return make_protocol(kind, info, int(labels.numel()), ep, student=arch, **extra), source
 
     for kind, arch in _pairs(protocols, student, students):
         proto, lr_source = protocol_for(kind, arch)
@@ -347,6 +366,10 @@ def evaluate_distilled(images: torch.Tensor, labels: torch.Tensor, dataset: Data
             entry["no_augmentation"] = {**plain, "delta": plain["distilled"]["mean"] - plain["random_real"]["mean"]}
         results["protocols"].setdefault(kind, entry)
         results["students"].setdefault(arch, {})[kind] = entry
+        if protocol is not None:
+            results["protocol_name"], results["reported"] = protocol, proto.reported()
+            results["metric"] = (f"test top-1 %, {proto.reported()} (protocol {protocol}); mean ± population std "
+                                 "over seeds")
     results["ddranking"] = _ddranking(results, dataset, protocol_for, train_pair, full_data, full_data_epochs,
                                       cache_dir, device, progress, log, once)
     if extractor is not None:
@@ -446,20 +469,25 @@ def format_table(results: dict) -> str:
     entries = _entries(results)
     for kind, e in entries:
         d, r = e["distilled"], e["random_real"]
-        rows.append((kind, e["student"], str(e["protocol"]["epochs"]), f"{e['protocol']['lr']:g}",
+        name = e["protocol"].get("name")
+        rows.append((f"{name} ({kind})" if name else kind, e["student"], str(e["protocol"]["epochs"]),
+                     f"{e['protocol']['lr']:g}",
                      f"{d['mean']:.2f} ± {d['std']:.2f}", f"{r['mean']:.2f} ± {r['std']:.2f}", f"{e['delta']:+.2f}"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     n = len(results["seeds"])
-    lines.append(f"test top-1 % on {results['dataset']} ({results['num_images']} images), final epoch, "
-                 f"mean ± std over {n} seed{'s' if n > 1 else ''}")
+    lines.append(f"test top-1 % on {results['dataset']} ({results['num_images']} images), "
+                 f"{results.get('reported', 'final epoch')}, mean ± std over {n} seed{'s' if n > 1 else ''}")
     for kind, e in entries:
         d, r = e["distilled"], e["random_real"]
-        if "best_mean" in d and "best_mean" in r:
+        if "best_mean" in d and "best_mean" in r and e["protocol"].get("report") != "best":
             k = d["runs"][0]["evaluations"]
             lines.append(f"{kind} {e['student']}: best of {k} evaluations (optimistic): distilled {d['best_mean']:.2f}"
                          f" ± {d['best_std']:.2f}, random real {r['best_mean']:.2f} ± {r['best_std']:.2f}")
+        if "final_mean" in d and "final_mean" in r:
+            lines.append(f"{e['protocol']['name']} {e['student']}: final epoch: distilled {d['final_mean']:.2f} ± "
+                         f"{d['final_std']:.2f}, random real {r['final_mean']:.2f} ± {r['final_std']:.2f}")
         if "no_augmentation" in e:
             p = e["no_augmentation"]
             lines.append(f"{kind} {e['student']} without augmentation: distilled {_ms(p['distilled'], 2)}, random "

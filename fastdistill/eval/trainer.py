@@ -34,7 +34,8 @@ from tqdm.auto import tqdm
 from fastdistill.augment.dsa import DSAConfig, dsa
 from fastdistill.data.base import DatasetInfo, Split, to_float
 from fastdistill.errors import FastDistillError
-from fastdistill.eval.protocols import Protocol, lr_factor
+from fastdistill.eval.protocols import Protocol
+from fastdistill.eval.recipebatches import recipe_epoch
 from fastdistill.eval.softbatches import SoftBatch, draw_soft_epoch, label_batches
 from fastdistill.models import build_model
 from fastdistill.models.accuracy import accuracy, class_accuracy
@@ -109,6 +110,9 @@ class StudentTrainer:
                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """One epoch's augmented batches and targets: labels (hard), teacher logits (soft, live or stored)."""
         p, g = self.protocol, self.generator
+        if p.pixel_pipeline:  # named protocols with pixel-space augmentation (delt, rded, minimax)
+            yield from recipe_epoch(x, y, batches, p, self.info, g, self.teacher)
+            return
         if p.kind == "hard":
             for idx in torch.tensor_split(torch.randperm(x.shape[0], generator=g, device=self.device), batches):
                 yield (dsa(x[idx], g, self.dsa_config) if p.dsa_strategy else x[idx]), y[idx]
@@ -134,7 +138,7 @@ class StudentTrainer:
 
         ``labels`` are required by the hard protocol (the soft one relabels with the teacher). ``lr`` replaces the
         protocol's base LR for this call. With ``eval_on`` and ``eval_every`` > 0, test accuracy is recorded in
-        :attr:`history` every ``eval_every`` epochs and after the last one.
+        :attr:`history` every ``eval_every`` epochs and after the last one (not before the protocol's ``eval_from``).
         """
         p = self.protocol
         epochs = p.epochs if epochs is None else epochs
@@ -155,7 +159,7 @@ class StudentTrainer:
         mean_loss = float("nan")
         for epoch in tqdm(range(epochs), desc=desc, leave=False, disable=not progress, unit="ep"):
             for group in self.optimizer.param_groups:
-                group["lr"] = base_lr * lr_factor(p.schedule, epoch, epochs)
+                group["lr"] = base_lr * p.lr_factor(epoch, epochs)
             total = torch.zeros((), device=self.device)
             for xb, target in self._epoch(x, y, num_batches):
                 loss = self._loss(xb, target)
@@ -170,7 +174,7 @@ class StudentTrainer:
             if not math.isfinite(mean_loss):
                 raise FastDistillError(f"student loss became {mean_loss} in epoch {epoch + 1} of {epochs} "
                                        f"({p.kind} protocol, lr {base_lr}); lower the learning rate")
-            if eval_on is not None and eval_every > 0 and ((epoch + 1) % eval_every == 0 or epoch + 1 == epochs):
+            if eval_on is not None and p.evaluates(epoch + 1, epochs, eval_every):
                 self.history.append((self.epochs_done, self.accuracy(eval_on)))
         return mean_loss
 

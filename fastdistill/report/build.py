@@ -117,7 +117,9 @@ def _accuracy(b: _Builder, run: Run, entries: list[AccuracyEntry]) -> None:
     rows = []
     for e in entries:
         delta = number(e.distilled.get("mean")), number(e.random_real.get("mean"))
-        row = [e.label, e.kind, e.student or "-", str(e.epochs or "-"), str(len(e.distilled.get("runs") or [])),
+        name = e.protocol.get("name")  # a named protocol (evaluate --protocol): its name and its label kind
+        row = [e.label, f"{name} ({e.kind})" if name else e.kind, e.student or "-", str(e.epochs or "-"),
+               str(len(e.distilled.get("runs") or [])),
                _acc(e.distilled), _acc(e.random_real),
                "-" if None in delta else f"{delta[0] - delta[1]:+.2f}"]
         if best:
