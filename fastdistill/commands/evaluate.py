@@ -87,6 +87,9 @@ class Options(AccessOptions):
     ars: bool = option(False, "also train every student without augmentation, for DD-Ranking's ARS")
     track_best: int = option(0, "also evaluate ~K times per run and report the best (labelled; 0: final only)", ge=0,
                              metavar="K")
+    batch_students: str = option("auto", "train each (protocol, architecture)'s ConvNet students together as one "
+                                         "stacked network (equal to one by one up to float rounding); auto: on "
+                                         "CUDA only", choices=["auto", "on", "off"])
     device: str = option("auto", "compute device", choices=["auto", "cpu", "cuda"])
     data_root: str | None = option(None, "dataset location if it needs one (default: the run's)")
     download: bool = option(False, "let torchvision download the dataset into --data-root")
@@ -182,8 +185,8 @@ def run(args: Options) -> int:
                                  teacher_weights=weights, teacher_format=fmt, feature_model=args.feature_model,
                                  feature_weights=args.feature_weights, full_data=args.full_data,
                                  full_data_epochs=args.full_data_epochs, cache_dir=args.cache_dir, ars=args.ars,
-                                 protocol=args.protocol,
-                                 all_ranks=True)
+                                 protocol=args.protocol, all_ranks=True,
+                                 batch_students=None if args.batch_students == "auto" else args.batch_students == "on")
     results["run"] = str(run_dir)
     results["options"] = as_config(args)
     if skipped:

@@ -33,6 +33,7 @@ from torch import nn
 
 from fastdistill.data.base import Dataset, Split, to_uint8
 from fastdistill.errors import FastDistillError
+from fastdistill.eval.batched import BatchedStudents, stackable
 from fastdistill.eval.ddranking import FULL_DATA_MODES, full_data_accuracy, score_row
 from fastdistill.eval.ddranking import REFERENCE as DD_RANKING_REFERENCE
 from fastdistill.eval.diversity import FeatureModel, diversity_results, load_feature_model
@@ -122,9 +123,23 @@ def _train_one(trainer: StudentTrainer, images: torch.Tensor, labels: torch.Tens
         name = desc if len(parts) == 1 else f"{desc} U{i + 1}/{len(parts)}"
         trainer.fit(x, y, lr=lrs[i] if lrs else None, eval_on=test if eval_every else None, eval_every=eval_every,
                     progress=progress, desc=name)
+    return _result(trainer, test, eval_every, time.perf_counter() - start)
+
+
+def _train_batched(trainers: list[StudentTrainer], sets: list[tuple[torch.Tensor, torch.Tensor]], test: Split,
+                   eval_every: int, progress: bool, desc: str) -> list[dict]:
+    """:func:`_train_one` for several one-shot students at once (:class:`BatchedStudents`); each result records
+    ``batched`` (how many trained together) and an equal share of the wall time."""
+    start = time.perf_counter()
+    BatchedStudents(trainers).fit(sets, eval_on=test if eval_every else None, eval_every=eval_every,
+                                  progress=progress, desc=desc)
+    share = (time.perf_counter() - start) / len(trainers)
+    return [{**_result(t, test, eval_every, share), "batched": len(trainers)} for t in trainers]
+
+
+def _result(trainer: StudentTrainer, test: Split, eval_every: int, seconds: float) -> dict:
     top1, per_class = trainer.class_accuracy(test)
-    run = {"top1": top1, "epochs": trainer.epochs_done, "steps": trainer.steps,
-           "seconds": round(time.perf_counter() - start, 3),
+    run = {"top1": top1, "epochs": trainer.epochs_done, "steps": trainer.steps, "seconds": round(seconds, 3),
            "per_class_top1": [None if a is None else round(a, 4) for a in per_class],
            "curve": {"loss": [float(f"{v:.6g}") for v in trainer.losses]}}
     if eval_every:
@@ -162,8 +177,8 @@ def _read_kept(path: Path) -> dict | None:
 class _PlainTrainer(StudentTrainer):
     """A student trained without any augmentation (ARS's "without augmentation" runs)."""
 
-    def _epoch(self, x: torch.Tensor, y: torch.Tensor | None, batches: int
-               ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def epoch_batches(self, x: torch.Tensor, y: torch.Tensor | None, batches: int
+                      ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = torch.randperm(x.shape[0], generator=self.generator, device=self.device)
         for idx in torch.tensor_split(order, batches):
             if self.protocol.kind == "hard":
@@ -217,7 +232,7 @@ def evaluate_distilled(images: torch.Tensor, labels: torch.Tensor, dataset: Data
                        full_data: str = "skip", full_data_epochs: int | None = None,
                        cache_dir: str | Path | None = None, ars: bool = False,
                        stored_labels: StoredLabels | None = None, all_ranks: bool = False,
-                       protocol: str | None = None) -> dict:
+                       protocol: str | None = None, batch_students: bool | None = None) -> dict:
     """Train students on the distilled set and on seeded random real subsets; return a JSON-ready results dict.
 
     images: uint8 [N, C, H, W] (or float pixels in [0, 1]); labels: int64 [N]; dataset: the source
@@ -253,6 +268,8 @@ def evaluate_distilled(images: torch.Tensor, labels: torch.Tensor, dataset: Data
     protocol: a named protocol (:data:`~fastdistill.eval.protocols.NAMED_PROTOCOLS`: ``delt``, ``sre2l``, ...)
     instead of ``protocols``: its label kind with its recipe (augmentation, epochs unless ``epochs``, optimizer,
     batch rule, schedule, best-of or final); ``results["protocol_name"]`` and every entry's ``protocol`` record it.
+    batch_students: train the one-shot ConvNet students of each (protocol, architecture) together as one stacked
+    network (:mod:`fastdistill.eval.batched`; equal to one by one up to float rounding); None: on CUDA only.
     """
     if protocol is not None:
         if protocol not in NAMED_PROTOCOLS:
@@ -300,6 +317,8 @@ def evaluate_distilled(images: torch.Tensor, labels: torch.Tensor, dataset: Data
                      "protocols": {}, "students": {}}
     subsets = {seed: random_real_subset(dataset.train, labels, seed) for seed in seed_list}
     w = distributed.world() if all_ranks else distributed.World()
+    batching = device.type == "cuda" if batch_students is None else batch_students
+    results["batch_students"] = batching
     dealt = itertools.count()  # the n-th unit of work (a student, a measurement) goes to rank n % size
 
     def once(fn: Callable[[], object]) -> object:
@@ -308,6 +327,14 @@ def evaluate_distilled(images: torch.Tensor, labels: torch.Tensor, dataset: Data
         if w.size == 1:
             return fn()
         return distributed.gather(fn() if owner == w.rank else None)[owner]
+
+    def finish(done: dict, seed: int, which: str, kept: Path | None, name: str, run: dict) -> None:
+        if kept is not None:
+            write_json(kept, run)
+        done[seed, which] = run
+        if progress:
+            log(f"  {name}: top-1 {run['top1']:6.2f}%  ({run['epochs']} epochs, {run['steps']} steps, "
+                f"{run['seconds']:.1f}s{' batched' if run.get('batched') else ''})")
 
     def train_pair(kind: str, arch: str, proto, sets: tuple[str, ...] = ("distilled", "random_real"),
                    plain: bool = False) -> dict[str, dict]:
@@ -322,9 +349,17 @@ def evaluate_distilled(images: torch.Tensor, labels: torch.Tensor, dataset: Data
             stored.check(images, stages, proto, seed_list)
         done: dict[tuple[int, str], dict] = {}
         tag = f"{kind}-noaug" if plain else kind
+
+        def label(which: str, seed: object) -> str:
+            return f"{kind}{' no-aug' if plain else ''} {arch} {which} seed {seed}"
+
+        # batched: the pair's students are one unit of work (one rank), so the stacks do not depend on the world size
+        batched = batching and stages is None and stackable(arch, info)
+        mine = next(dealt) % w.size == w.rank if batched else True
+        pending: list[tuple[int, str, StudentTrainer, torch.Tensor, torch.Tensor, Path | None]] = []
         for seed in seed_list:
             for which in sets:
-                if next(dealt) % w.size != w.rank:
+                if not (mine if batched else next(dealt) % w.size == w.rank):
                     continue  # another rank's student
                 x, y = (images, labels) if which == "distilled" else subsets[seed]
                 lrs = stage_lrs if kind == "hard" and which == "distilled" else None
@@ -336,14 +371,19 @@ def evaluate_distilled(images: torch.Tensor, labels: torch.Tensor, dataset: Data
                 trainer = (_PlainTrainer if plain else StudentTrainer)(
                     info, proto, student=arch, teacher=teacher if kind == "soft" and stored is None else None,
                     seed=seed, device=device, stored=None if stored is None else stored.stream(which, seed, x, device))
-                name = f"{kind}{' no-aug' if plain else ''} {arch} {which} seed {seed}"
-                run = _train_one(trainer, x, y, stages, lrs, test, eval_every, progress, name)
-                if kept is not None:
-                    write_json(kept, run)
-                done[seed, which] = run
-                if progress:
-                    log(f"  {name}: top-1 {run['top1']:6.2f}%  ({run['epochs']} epochs, {run['steps']} steps, "
-                        f"{run['seconds']:.1f}s)")
+                if batched:
+                    pending.append((seed, which, trainer, x, y, kept))
+                else:
+                    run = _train_one(trainer, x, y, stages, lrs, test, eval_every, progress, label(which, seed))
+                    finish(done, seed, which, kept, label(which, seed), run)
+        if len(pending) > 1:
+            runs = _train_batched([p[2] for p in pending], [(p[3], p[4]) for p in pending], test, eval_every,
+                                  progress, f"{kind}{' no-aug' if plain else ''} {arch}: {len(pending)} batched")
+        else:
+            runs = [_train_one(p[2], p[3], p[4], None, None, test, eval_every, progress, label(p[1], p[0]))
+                    for p in pending]
+        for (seed, which, _, _, _, kept), run in zip(pending, runs, strict=True):
+            finish(done, seed, which, kept, label(which, seed), run)
         if w.size > 1:
             for share in distributed.gather(done):
                 done.update(share)

@@ -57,6 +57,19 @@ def model_inputs(info: DatasetInfo, images: torch.Tensor, device: torch.device) 
     return info.normalize(pixels)
 
 
+def make_optimizer(protocol: Protocol, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+    """The protocol's optimizer over ``params``; AdamW decays only tensors of 2+ dimensions (not norms or biases)."""
+    p = protocol
+    if p.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay)
+    if p.optimizer == "adamw":  # weight decay on weights only (not on norm scales or biases), as DELT/RDED
+        decay = [q for q in params if q.dim() > 1]
+        rest = [q for q in params if q.dim() <= 1]
+        return torch.optim.AdamW([{"params": decay, "weight_decay": p.weight_decay},
+                                  {"params": rest, "weight_decay": 0.0}], lr=p.lr, betas=(0.9, 0.999))
+    raise FastDistillError(f"unknown optimizer {p.optimizer!r}; use sgd or adamw")
+
+
 class StudentTrainer:
     """A freshly initialised student, its optimizer and its augmentation stream, all seeded by ``seed``.
 
@@ -87,16 +100,7 @@ class StudentTrainer:
         self.losses: list[float] = []  # mean training loss of every epoch, across fit calls
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
-        p = self.protocol
-        params = [q for q in self.model.parameters() if q.requires_grad]
-        if p.optimizer == "sgd":
-            return torch.optim.SGD(params, lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay)
-        if p.optimizer == "adamw":  # weight decay on weights only (not on norm scales or biases), as DELT/RDED
-            decay = [q for q in params if q.dim() > 1]
-            rest = [q for q in params if q.dim() <= 1]
-            return torch.optim.AdamW([{"params": decay, "weight_decay": p.weight_decay},
-                                      {"params": rest, "weight_decay": 0.0}], lr=p.lr, betas=(0.9, 0.999))
-        raise FastDistillError(f"unknown optimizer {p.optimizer!r}; use sgd or adamw")
+        return make_optimizer(self.protocol, [q for q in self.model.parameters() if q.requires_grad])
 
     def reset_optimizer(self) -> None:
         """Start the next ``fit`` with a fresh optimizer (no momentum, no Adam moments)."""
@@ -106,9 +110,10 @@ class StudentTrainer:
         """uint8 or [0, 1] float pixels -> normalized float32 model inputs on the trainer's device."""
         return model_inputs(self.info, images, self.device)
 
-    def _epoch(self, x: torch.Tensor, y: torch.Tensor | None, batches: int
-               ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """One epoch's augmented batches and targets: labels (hard), teacher logits (soft, live or stored)."""
+    def epoch_batches(self, x: torch.Tensor, y: torch.Tensor | None, batches: int
+                      ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """One epoch's augmented batches and targets on this student's generator: labels (hard), teacher logits
+        (soft, live or stored)."""
         p, g = self.protocol, self.generator
         if p.pixel_pipeline:  # named protocols with pixel-space augmentation (delt, rded, minimax)
             yield from recipe_epoch(x, y, batches, p, self.info, g, self.teacher)
@@ -125,7 +130,10 @@ class StudentTrainer:
             yield xb, batch.logits.to(self.device)
 
     def _loss(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        logits = self.model(x)
+        return self.criterion(self.model(x), target)
+
+    def criterion(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The protocol's loss: cross-entropy on labels (hard) or KL to the teacher's tempered softmax (soft)."""
         if self.protocol.kind == "hard":
             return F.cross_entropy(logits, target)
         t = self.protocol.temperature
@@ -140,42 +148,53 @@ class StudentTrainer:
         protocol's base LR for this call. With ``eval_on`` and ``eval_every`` > 0, test accuracy is recorded in
         :attr:`history` every ``eval_every`` epochs and after the last one (not before the protocol's ``eval_from``).
         """
-        p = self.protocol
-        epochs = p.epochs if epochs is None else epochs
-        if epochs <= 0:
-            raise FastDistillError(f"epochs must be positive, got {epochs}")
-        x = self.inputs(images)
-        n = x.shape[0]
-        if n == 0:
-            raise FastDistillError("cannot train a student on an empty set")
-        if p.kind == "hard":
-            if labels is None or labels.shape != (n,):
-                raise FastDistillError("the hard-label protocol needs one integer label per image")
-            y = labels.to(self.device).long()
-        else:
-            y = None
-        base_lr = p.lr if lr is None else lr
-        num_batches = math.ceil(n / min(p.batch_size, n))
+        epochs = self.protocol.epochs if epochs is None else epochs
+        x, y, num_batches = self.prepare(images, labels, epochs)
+        base_lr = self.protocol.lr if lr is None else lr
         mean_loss = float("nan")
         for epoch in tqdm(range(epochs), desc=desc, leave=False, disable=not progress, unit="ep"):
-            for group in self.optimizer.param_groups:
-                group["lr"] = base_lr * p.lr_factor(epoch, epochs)
+            self.set_lr(base_lr, epoch, epochs)
             total = torch.zeros((), device=self.device)
-            for xb, target in self._epoch(x, y, num_batches):
+            for xb, target in self.epoch_batches(x, y, num_batches):
                 loss = self._loss(xb, target)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
                 total += loss.detach()
                 self.steps += 1
-            self.epochs_done += 1
-            mean_loss = float(total) / num_batches
-            self.losses.append(mean_loss)
-            if not math.isfinite(mean_loss):
-                raise FastDistillError(f"student loss became {mean_loss} in epoch {epoch + 1} of {epochs} "
-                                       f"({p.kind} protocol, lr {base_lr}); lower the learning rate")
-            if eval_on is not None and p.evaluates(epoch + 1, epochs, eval_every):
-                self.history.append((self.epochs_done, self.accuracy(eval_on)))
+            mean_loss = self.end_epoch(float(total) / num_batches, epoch, epochs, base_lr, eval_on, eval_every)
+        return mean_loss
+
+    def prepare(self, images: torch.Tensor, labels: torch.Tensor | None, epochs: int
+                ) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+        """Checked model inputs, targets (hard) and batches per epoch of one ``fit`` call."""
+        if epochs <= 0:
+            raise FastDistillError(f"epochs must be positive, got {epochs}")
+        x = self.inputs(images)
+        n = x.shape[0]
+        if n == 0:
+            raise FastDistillError("cannot train a student on an empty set")
+        if self.protocol.kind != "hard":
+            return x, None, math.ceil(n / min(self.protocol.batch_size, n))
+        if labels is None or labels.shape != (n,):
+            raise FastDistillError("the hard-label protocol needs one integer label per image")
+        return x, labels.to(self.device).long(), math.ceil(n / min(self.protocol.batch_size, n))
+
+    def set_lr(self, base_lr: float, epoch: int, epochs: int, optimizer: torch.optim.Optimizer | None = None) -> None:
+        """Apply the protocol's schedule for ``epoch`` of ``epochs`` (to ``optimizer``, default this student's)."""
+        for group in (optimizer or self.optimizer).param_groups:
+            group["lr"] = base_lr * self.protocol.lr_factor(epoch, epochs)
+
+    def end_epoch(self, mean_loss: float, epoch: int, epochs: int, base_lr: float, eval_on: Split | None,
+                  eval_every: int) -> float:
+        """Book one finished epoch: count it, keep its mean loss, stop on a non-finite loss, evaluate if due."""
+        self.epochs_done += 1
+        self.losses.append(mean_loss)
+        if not math.isfinite(mean_loss):
+            raise FastDistillError(f"student loss became {mean_loss} in epoch {epoch + 1} of {epochs} "
+                                   f"({self.protocol.kind} protocol, lr {base_lr}); lower the learning rate")
+        if eval_on is not None and self.protocol.evaluates(epoch + 1, epochs, eval_every):
+            self.history.append((self.epochs_done, self.accuracy(eval_on)))
         return mean_loss
 
     @torch.no_grad()
