@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from fastdistill.augment.dsa import DSAConfig
 from fastdistill.methods.config import MethodConfig
@@ -80,9 +81,11 @@ class PooledMethod(Method):
         if cfg.pool == 0:
             return
         start = self.pool if self.pool is not None else self.fm.random_inits(cfg.pool, self.generator)
-        self.pool = train_networks(self.fm, start, x, y, cfg.cond_epochs, lr=cfg.cond_lr, momentum=0.9,
-                                   weight_decay=5e-4, batch_size=256, dsa=self.dsa, halve_at=True,
-                                   generator=self.generator, chunk=cfg.experts_parallel, spread=True)
+        with tqdm(total=cfg.cond_epochs * cfg.pool, desc=f"pool on U{stage}", unit="ep", disable=not progress) as bar:
+            self.pool = train_networks(self.fm, start, x, y, cfg.cond_epochs, lr=cfg.cond_lr, momentum=0.9,
+                                       weight_decay=5e-4, batch_size=256, dsa=self.dsa, halve_at=True,
+                                       generator=self.generator, chunk=cfg.experts_parallel, spread=True,
+                                       on_epoch=bar.update)
 
     def state_dict(self) -> dict:
         return {"pool": self.pool}
