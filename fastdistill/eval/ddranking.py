@@ -153,7 +153,7 @@ def full_data_accuracy(dataset: Dataset, student: str, protocol: Protocol, *, mo
         f"then cached in {cache_dir})")
     start = time.perf_counter()
     trainer = StudentTrainer(dataset.info, protocol, student=student, seed=seed, device=device)
-    trainer.fit(train.images, train.labels, progress=progress, desc=f"full data {student}")
+    trainer.fit(train.images, train.labels, progress=progress, desc=f"full data {student}", stream=True)
     test = dataset.test.decoded()
     test = Split(test.images.to(device), test.labels.to(device))
     top1 = trainer.accuracy(test)

@@ -37,6 +37,7 @@ from fastdistill.errors import FastDistillError
 from fastdistill.eval.protocols import Protocol
 from fastdistill.eval.recipebatches import recipe_epoch
 from fastdistill.eval.softbatches import SoftBatch, draw_soft_epoch, label_batches
+from fastdistill.methods.realdata import RealImages, batch_source
 from fastdistill.models import build_model
 from fastdistill.models.accuracy import accuracy, class_accuracy
 from fastdistill.utils.seed import generator
@@ -141,15 +142,17 @@ class StudentTrainer:
 
     def fit(self, images: torch.Tensor, labels: torch.Tensor | None = None, epochs: int | None = None, *,
             lr: float | None = None, eval_on: Split | None = None, eval_every: int = 0, progress: bool = False,
-            desc: str = "student") -> float:
+            desc: str = "student", stream: bool = False) -> float:
         """Train ``epochs`` epochs (default: the protocol's) on ``images``; returns the last epoch's mean loss.
 
         ``labels`` are required by the hard protocol (the soft one relabels with the teacher). ``lr`` replaces the
         protocol's base LR for this call. With ``eval_on`` and ``eval_every`` > 0, test accuracy is recorded in
         :attr:`history` every ``eval_every`` epochs and after the last one (not before the protocol's ``eval_from``).
+        ``stream``: keep ``images`` as they are (uint8, in memory or a memory map) and convert each batch when it is
+        drawn, instead of the whole set up front (a full train split; the same values either way).
         """
         epochs = self.protocol.epochs if epochs is None else epochs
-        x, y, num_batches = self.prepare(images, labels, epochs)
+        x, y, num_batches = self.prepare(images, labels, epochs, stream)
         base_lr = self.protocol.lr if lr is None else lr
         mean_loss = float("nan")
         for epoch in tqdm(range(epochs), desc=desc, leave=False, disable=not progress, unit="ep"):
@@ -165,12 +168,16 @@ class StudentTrainer:
             mean_loss = self.end_epoch(float(total) / num_batches, epoch, epochs, base_lr, eval_on, eval_every)
         return mean_loss
 
-    def prepare(self, images: torch.Tensor, labels: torch.Tensor | None, epochs: int
-                ) -> tuple[torch.Tensor, torch.Tensor | None, int]:
-        """Checked model inputs, targets (hard) and batches per epoch of one ``fit`` call."""
+    def prepare(self, images: torch.Tensor, labels: torch.Tensor | None, epochs: int, stream: bool = False
+                ) -> tuple[torch.Tensor | RealImages, torch.Tensor | None, int]:
+        """Checked model inputs (converted lazily with ``stream``), targets (hard) and batches per epoch of one
+        ``fit`` call."""
         if epochs <= 0:
             raise FastDistillError(f"epochs must be positive, got {epochs}")
-        x = self.inputs(images)
+        if stream:
+            x = RealImages(batch_source(images, self.device), torch.arange(images.shape[0]), self.info, self.device)
+        else:
+            x = self.inputs(images)
         n = x.shape[0]
         if n == 0:
             raise FastDistillError("cannot train a student on an empty set")
