@@ -5,13 +5,15 @@
 
 The evaluation harness's unit of work: one (protocol, architecture) pair, 3 seeds x (distilled set, random real
 subset) = 6 students on IPC 10 sets (100 images), the hard protocol (SGD, DSA augmentation) with ConvNet-3 and the
-soft one (AdamW, crop/flip/CutMix, teacher logits) with ConvNet-3-BN; digits (8x8)
-and Fashion-MNIST (28x28, skipped without Debian's dataset-fashion-mnist). Both providers draw the same batches on
-the same per-student generators; each round trains the 6 students ``EPOCHS`` epochs from scratch. On CUDA every round
-ends with ``torch.cuda.synchronize()``.
+soft one (AdamW, crop/flip/CutMix, teacher logits) with ConvNet-3-BN; digits (8x8) and Fashion-MNIST (28x28,
+skipped without Debian's dataset-fashion-mnist). Both providers draw the same batches on the same per-student
+generators; each round trains the 6 students ``EPOCHS`` epochs from scratch (20; ``FASTDISTILL_BENCH_EPOCHS``
+overrides). On CUDA every round ends with ``torch.cuda.synchronize()``.
 """
 
 from __future__ import annotations
+
+import os
 
 import pytest
 import torch
@@ -23,7 +25,8 @@ from fastdistill.eval import StudentTrainer, make_protocol, random_real_subset
 from fastdistill.eval.batched import BatchedStudents
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-EPOCHS, STUDENTS, IPC = 20, 6, 10
+EPOCHS = int(os.environ.get("FASTDISTILL_BENCH_EPOCHS", "20"))
+STUDENTS, IPC = 6, 10
 CASES = [("hard", "convnet3"), ("soft", "convnet3-bn")]
 
 
@@ -74,4 +77,4 @@ def test_students(benchmark, dataset, kind, arch, provider):
     benchmark.group = f"{dataset} {kind} {arch} x{STUDENTS}, {EPOCHS} epochs, {DEVICE}"
     benchmark.extra_info.update(op="students", provider=provider, dataset=dataset, protocol=kind, arch=arch,
                                 students=STUDENTS, epochs=EPOCHS, device=DEVICE, threads=torch.get_num_threads())
-    benchmark.pedantic(call, rounds=3, iterations=1, warmup_rounds=1)
+    benchmark.pedantic(call, rounds=3, iterations=1, warmup_rounds=0)
