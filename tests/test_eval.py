@@ -414,6 +414,12 @@ def test_evaluate_command_progressive_record(tmp_path, digits):
     res = json.loads((folder / "results.json").read_text())
     assert res["stages"] == 2 and res["stage_lrs"] == [0.02, 0.01]
     assert res["protocols"]["hard"]["distilled"]["runs"][0]["epochs"] == 2
+    assert main(["evaluate", str(folder), "--epochs", "1", "--seeds", "1", "--quiet", "--protocols", "hard",
+                 "--whole-set"]) == 0
+    res = json.loads((folder / "results.json").read_text())
+    assert res["stages"] is None and res["stage_lrs"] is None and res["options"]["whole_set"] is True
+    assert res["protocols"]["hard"]["distilled"]["runs"][0]["epochs"] == 1
+    assert res["protocols"]["hard"]["protocol"]["lr"] == 0.01
 
 
 def test_evaluate_command_skips_soft_without_teacher(run_dir, capsys):

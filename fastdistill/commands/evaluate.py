@@ -12,6 +12,7 @@ student's result is kept in ``RUN_DIR/progress/evaluate``; ``--resume`` reuses t
 ``--protocol NAME`` trains under a paper's named protocol instead (:data:`fastdistill.eval.protocols.NAMED_PROTOCOLS`:
 its label kind, augmentation, epochs, optimizer, batch rule, schedule, best-of or final); ``pdd`` evaluates a staged
 run progressively with its learned per-stage rates, ``mtt`` uses the run's learned rate, the others the whole set.
+``--whole-set`` ignores the stages (one set, the protocol's rate).
 Under torchrun the students are dealt to the ranks and rank 0 writes the gathered table (the same as one process's).
 """
 
@@ -85,6 +86,8 @@ class Options(AccessOptions):
     cache_dir: str | None = option(None, f"cache of full-data accuracies (default: ${CACHE_ENV} or "
                                          "~/.cache/fastdistill)")
     ars: bool = option(False, "also train every student without augmentation, for DD-Ranking's ARS")
+    whole_set: bool = option(False, "train on the whole set at once even when the run has stages (PDD), as every "
+                                    "other set is trained")
     track_best: int = option(0, "also evaluate ~K times per run and report the best (labelled; 0: final only)", ge=0,
                              metavar="K")
     batch_students: str = option("auto", "train each (protocol, architecture)'s ConvNet students together as one "
@@ -172,7 +175,7 @@ def run(args: Options) -> int:
     if reason:  # a teacher that cannot be loaded gives neither live soft labels nor diversity features
         teacher = weights = None
 
-    stage = record.get("stage") if isinstance(record.get("stage"), torch.Tensor) else None
+    stage = record.get("stage") if isinstance(record.get("stage"), torch.Tensor) and not args.whole_set else None
     stage_lrs = record.get("eval_lr") if stage is not None else None
     if args.protocol is not None:
         stage, stage_lrs = protocol_staging(args.protocol, int(record["labels"].numel()), stage,
