@@ -249,3 +249,22 @@ def test_matching_pipeline_reports_diversity(tmp_path):
     res = json.loads((out / "results.json").read_text())
     assert res["diversity"]["feature_model"] == "pixels" and res["diversity"]["random_real"]["seeds"] == [0]
     assert len(res["diversity"]["distilled"]["intra_class_cosine"]["per_class"]) == 10
+
+
+def test_given_full_data_accuracy_replaces_training(tmp_path, digits, capsys):
+    data = _tiny(digits, 200)
+    x, y = random_real_subset(data.train, torch.arange(10).repeat_interleave(2), 5)
+    teacher = build_model("convnet2-bn", 10, 1, 8).eval()
+    res = evaluate_distilled(x, y, data, protocols=["soft"], student="convnet2-bn", teacher=teacher, seeds=1,
+                             epochs=1, progress=False, diversity=False, full_data="train", cache_dir=tmp_path,
+                             full_data_top1={"convnet2-bn": 91.5})
+    full = res["ddranking"]["full_data"]["convnet2-bn"]
+    assert full["top1"] == 91.5 and full["source"].startswith("given")
+    assert not list(tmp_path.iterdir())  # nothing trained, nothing cached
+    row = res["ddranking"]["scores"][0]
+    hard = res["students"]["convnet2-bn"]["soft"]["hard_labels_for_hlr"]["distilled"]["mean"]
+    assert row["hlr"] == pytest.approx(0.915 - hard / 100)  # the soft student's HLR uses its own hard-label run
+    folder = tmp_path / "run"
+    save_distilled(folder, to_float(x), y, digits.info)
+    assert main(["evaluate", str(folder), "--full-data-accuracy", "convnet3=abc", "--quiet"]) == 2
+    assert "--full-data-accuracy takes ARCH=TOP1" in capsys.readouterr().err

@@ -83,6 +83,9 @@ class Options(AccessOptions):
                                      "use the cache only, or skip", choices=list(FULL_DATA_MODES))
     full_data_epochs: int | None = option(None, "epochs of the full-data student (default: the hard protocol's)",
                                           ge=1)
+    full_data_accuracy: str | None = option(None, "known full-data hard-label accuracies (%) for HLR/LRS instead of "
+                                                  "training, e.g. convnet3=90.42,convnet3-bn=90.02 (a paper's or an "
+                                                  "earlier run's; recorded as given)", metavar="ARCH=TOP1,...")
     cache_dir: str | None = option(None, f"cache of full-data accuracies (default: ${CACHE_ENV} or "
                                          "~/.cache/fastdistill)")
     ars: bool = option(False, "also train every student without augmentation, for DD-Ranking's ARS")
@@ -111,6 +114,24 @@ def _parse_protocols(text: str | None) -> tuple[tuple[str, ...], bool]:
     if bad or not names:
         raise FastDistillError(f"--protocols takes a comma-separated subset of {','.join(PROTOCOLS)}, got {text!r}")
     return names, True
+
+
+def _given_accuracies(text: str | None) -> dict[str, float] | None:
+    """``"convnet3=90.42,convnet3-bn=90.02"`` -> ``{"convnet3": 90.42, ...}`` (None for None)."""
+    if text is None:
+        return None
+    out = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        arch, _, value = item.partition("=")
+        try:
+            top1 = float(value)
+        except ValueError:
+            top1 = -1.0
+        if not arch.strip() or not 0 <= top1 <= 100:
+            raise FastDistillError(f"--full-data-accuracy takes ARCH=TOP1 pairs with TOP1 in percent (0-100), "
+                                   f"e.g. convnet3=90.42; got {item!r}")
+        out[arch.strip()] = top1
+    return out
 
 
 def _teacher_missing(teacher: str | None, weights: str | None) -> str | None:
@@ -150,6 +171,7 @@ def run(args: Options) -> int:
             raise FastDistillError("pass either --protocol NAME (a named recipe) or --protocols hard,soft, not both")
         protocols, explicit = (NAMED_PROTOCOLS[args.protocol],), True
     students = parse_students(args.students)
+    given = _given_accuracies(args.full_data_accuracy)
     if students and args.student:
         raise FastDistillError("pass either --student or --students, not both")
     device = resolve_device(args.device)
@@ -188,6 +210,7 @@ def run(args: Options) -> int:
                                  teacher_weights=weights, teacher_format=fmt, feature_model=args.feature_model,
                                  feature_weights=args.feature_weights, full_data=args.full_data,
                                  full_data_epochs=args.full_data_epochs, cache_dir=args.cache_dir, ars=args.ars,
+                                 full_data_top1=given,
                                  protocol=args.protocol, all_ranks=True,
                                  batch_students=None if args.batch_students == "auto" else args.batch_students == "on")
     results["run"] = str(run_dir)

@@ -232,7 +232,8 @@ def evaluate_distilled(images: torch.Tensor, labels: torch.Tensor, dataset: Data
                        full_data: str = "skip", full_data_epochs: int | None = None,
                        cache_dir: str | Path | None = None, ars: bool = False,
                        stored_labels: StoredLabels | None = None, all_ranks: bool = False,
-                       protocol: str | None = None, batch_students: bool | None = None) -> dict:
+                       protocol: str | None = None, batch_students: bool | None = None,
+                       full_data_top1: dict[str, float] | None = None) -> dict:
     """Train students on the distilled set and on seeded random real subsets; return a JSON-ready results dict.
 
     images: uint8 [N, C, H, W] (or float pixels in [0, 1]); labels: int64 [N]; dataset: the source
@@ -258,8 +259,9 @@ def evaluate_distilled(images: torch.Tensor, labels: torch.Tensor, dataset: Data
     diversity: score the distilled set and the random subsets with :func:`~fastdistill.eval.diversity.
     diversity_results` on the features of ``feature_model`` (default: the teacher; skipped without either).
     full_data (``train`` | ``cached`` | ``skip``), full_data_epochs, cache_dir: the full-data hard-label accuracy
-    of DD-Ranking's HLR (:func:`~fastdistill.eval.ddranking.full_data_accuracy`). ars: also train every student
-    without augmentation, for DD-Ranking's ARS.
+    of DD-Ranking's HLR (:func:`~fastdistill.eval.ddranking.full_data_accuracy`); full_data_top1: known full-data
+    accuracies (%) per architecture (a paper's, an earlier run's) used instead, recorded as given. ars: also train
+    every student without augmentation, for DD-Ranking's ARS.
     stored_labels: soft labels written by ``relabel`` (:class:`~fastdistill.eval.relabel.StoredLabels`); the soft
     students replay them instead of asking ``teacher`` (refused if made for other images, seeds or settings).
     all_ranks: every torchrun rank calls this; the students (and the full-data and diversity measurements) are dealt
@@ -411,7 +413,7 @@ def evaluate_distilled(images: torch.Tensor, labels: torch.Tensor, dataset: Data
             results["metric"] = (f"test top-1 %, {proto.reported()} (protocol {protocol}); mean ± population std "
                                  "over seeds")
     results["ddranking"] = _ddranking(results, dataset, protocol_for, train_pair, full_data, full_data_epochs,
-                                      cache_dir, device, progress, log, once)
+                                      cache_dir, device, progress, log, once, full_data_top1 or {})
     if extractor is not None:
         results["diversity"] = once(lambda: measure_diversity(images, labels, dataset, extractor, seed_list))
     elif diversity:
@@ -435,24 +437,28 @@ def measure_diversity(images: torch.Tensor, labels: torch.Tensor, dataset: Datas
 
 def _ddranking(results: dict, dataset: Dataset, protocol_for: Callable, train_pair: Callable, full_data: str,
                full_data_epochs: int | None, cache_dir: str | Path | None, device: torch.device, progress: bool,
-               log: Callable[[str], None], once: Callable[[Callable[[], dict]], dict]) -> dict:
+               log: Callable[[str], None], once: Callable[[Callable[[], dict]], dict],
+               given: dict[str, float]) -> dict:
     """DD-Ranking's scores of every (student, protocol) entry (``scores``), the headline row's at the top level (the
     first student under the soft protocol if evaluated, else the first row); a student evaluated only with soft labels
-    gets its hard-label accuracy on the distilled set trained here when the full-data accuracy is available."""
+    gets its hard-label accuracy on the distilled set trained here when the full-data accuracy is available.
+    ``given``: full-data accuracies (%) per architecture that replace training or the cache."""
     full: dict[str, dict] = {}
     rows = []
     for arch, entries in results["students"].items():
         hard = entries.get("hard")
-        if full_data != "skip":
+        if arch in given:
+            full[arch] = {"top1": float(given[arch]), "student": arch, "source": "given (--full-data-accuracy)"}
+        elif full_data != "skip":
             proto, _ = protocol_for("hard", arch)
             proto = dataclasses.replace(proto, epochs=full_data_epochs or proto.epochs)
             full[arch] = once(functools.partial(full_data_accuracy, dataset, arch, proto, mode=full_data,
                                                 cache_dir=cache_dir, device=device, progress=progress, log=log))
-            if hard is None and full[arch]["top1"] is not None:
-                proto, _ = protocol_for("hard", arch)
-                hard = {"protocol": proto.to_dict(), "for_hlr_only": True,
-                        **train_pair("hard", arch, proto, sets=("distilled",))}
-                entries["soft"]["hard_labels_for_hlr"] = hard
+        if hard is None and arch in full and full[arch]["top1"] is not None:
+            proto, _ = protocol_for("hard", arch)
+            hard = {"protocol": proto.to_dict(), "for_hlr_only": True,
+                    **train_pair("hard", arch, proto, sets=("distilled",))}
+            entries["soft"]["hard_labels_for_hlr"] = hard
         for kind, entry in entries.items():
             rows.append(score_row(arch, kind, entry, hard, full.get(arch), entry.get("no_augmentation")))
     soft = [r for r in rows if r["protocol"] == "soft"]
