@@ -92,15 +92,20 @@ def test_mgd_two_processes_write_the_bytes_of_one(pixel_model, tmp_path):
     assert _files(two) == one
 
 
-def test_evaluate_two_processes_give_the_table_of_one(tmp_path):
+@pytest.mark.parametrize("batch", ["off", "on"])
+def test_evaluate_two_processes_give_the_table_of_one(tmp_path, batch):
+    # on: the pair's 6 students are one stacked network on one rank, so the rounding is that of one process
     run = tmp_path / "dm"
     assert main(["distill", "--method", "dm", "--ipc", "1", "--iterations", "1", "--quiet", *CPU,
                  "--output", str(run)]) == 0
     tables = {}
     for size in (1, 2):
         _run(["evaluate", str(run), "--protocols", "hard", "--seeds", "3", "--epochs", "2", "--full-data", "skip",
-              "--quiet"], size, tmp_path)
+              "--quiet", "--batch-students", batch], size, tmp_path)
         results = json.loads((run / "results.json").read_text())
+        assert results["batch_students"] is (batch == "on")
+        assert all(r.get("batched") == (6 if batch == "on" else None)
+                   for r in results["protocols"]["hard"]["distilled"]["runs"])
         tables[size] = {which: [(r["seed"], r["top1"], r["per_class_top1"], r["curve"]["loss"])
                                 for r in results["protocols"]["hard"][which]["runs"]]
                         for which in ("distilled", "random_real")}

@@ -320,6 +320,8 @@ def evaluate_distilled(images: torch.Tensor, labels: torch.Tensor, dataset: Data
     subsets = {seed: random_real_subset(dataset.train, labels, seed) for seed in seed_list}
     w = distributed.world() if all_ranks else distributed.World()
     batching = device.type == "cuda" if batch_students is None else batch_students
+    # batched students train one set at once at the protocol's rate: no stages beyond one, no per-stage rates
+    one_set = (stages is None or stages.unique().numel() == 1) and all(v is None for v in stage_lrs or ())
     results["batch_students"] = batching
     dealt = itertools.count()  # the n-th unit of work (a student, a measurement) goes to rank n % size
 
@@ -356,7 +358,7 @@ def evaluate_distilled(images: torch.Tensor, labels: torch.Tensor, dataset: Data
             return f"{kind}{' no-aug' if plain else ''} {arch} {which} seed {seed}"
 
         # batched: the pair's students are one unit of work (one rank), so the stacks do not depend on the world size
-        batched = batching and stages is None and stackable(arch, info)
+        batched = batching and one_set and stackable(arch, info)
         mine = next(dealt) % w.size == w.rank if batched else True
         pending: list[tuple[int, str, StudentTrainer, torch.Tensor, torch.Tensor, Path | None]] = []
         for seed in seed_list:
