@@ -11,6 +11,9 @@ import subprocess
 
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
+
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
@@ -39,3 +42,28 @@ def _decoded_cache_in_tmp(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("FASTDISTILL_CACHE", str(tmp_path_factory.mktemp("decoded-cache")))
         yield
+
+
+@pytest.fixture(scope="session")
+def digits():
+    from fastdistill.data import load_dataset  # imported after TRITON_INTERPRET is set above
+
+    return load_dataset("digits")
+
+
+@pytest.fixture(scope="session")
+def linear_teacher(digits):
+    """A pixel-linear classifier (~97% on digits), trained in well under a second."""
+    from fastdistill.data import to_float
+
+    info = digits.info
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(info.channels * info.image_size**2, info.num_classes))
+    x = info.normalize(to_float(digits.train.images))
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    for _ in range(100):
+        loss = F.cross_entropy(model(x), digits.train.labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval().requires_grad_(False)

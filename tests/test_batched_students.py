@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
-from torch import nn
 
-from fastdistill.data import load_dataset, to_float
 from fastdistill.errors import FastDistillError
 from fastdistill.eval import StudentTrainer, evaluate_distilled, make_protocol, random_real_subset
 from fastdistill.eval.batched import BatchedStudents, can_batch, stackable
@@ -20,26 +17,6 @@ from fastdistill.models.stacked_convnet import StackedConvNet
 TOL = {torch.float32: (1e-5, 1e-5), torch.float64: (1e-12, 1e-12)}
 # weights after several optimizer steps: rounding differences grow with every step
 TRAINED_TOL = {"atol": 1e-4, "rtol": 1e-3}
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits")
-
-
-@pytest.fixture(scope="module")
-def linear_teacher(digits):
-    info = digits.info
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(info.channels * info.image_size**2, info.num_classes))
-    x = info.normalize(to_float(digits.train.images))
-    opt = torch.optim.Adam(model.parameters(), lr=0.05)
-    for _ in range(50):
-        loss = F.cross_entropy(model(x), digits.train.labels)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return model.eval().requires_grad_(False)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

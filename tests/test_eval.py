@@ -9,7 +9,6 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 from torchvision.transforms.v2 import functional as TF
 
 from fastdistill.augment import (
@@ -23,7 +22,7 @@ from fastdistill.augment import (
     sample_dsa_params,
 )
 from fastdistill.cli import main
-from fastdistill.data import load_dataset, to_float
+from fastdistill.data import to_float
 from fastdistill.errors import FastDistillError
 from fastdistill.eval import (
     StudentTrainer,
@@ -42,27 +41,6 @@ from fastdistill.utils.io import write_json
 
 def gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits")
-
-
-@pytest.fixture(scope="module")
-def linear_teacher(digits):
-    """A pixel-linear classifier (~97% on digits), trained in well under a second."""
-    info = digits.info
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(info.channels * info.image_size**2, info.num_classes))
-    x = info.normalize(to_float(digits.train.images))
-    opt = torch.optim.Adam(model.parameters(), lr=0.05)
-    for _ in range(100):
-        loss = F.cross_entropy(model(x), digits.train.labels)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return model.eval().requires_grad_(False)
 
 
 def ipc_subset(digits, ipc: int, seed: int = 123):
